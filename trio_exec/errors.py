@@ -1,0 +1,71 @@
+"""One exception tree for trio-exec.
+
+Every error carries a stable ``code``. Tool-level failures (``Rejected``,
+``SpawnFailed``, guard refusals) become ``CallToolResult`` objects with
+``isError: true`` in ``server.py``; ``InvalidParams`` becomes a JSON-RPC
+-32602 error; ``ConfigError`` ends startup with exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class TrioExecError(Exception):
+    """Base of every error trio-exec raises on purpose."""
+
+    code: str = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(TrioExecError):
+    """The configuration is invalid; startup stops with exit code 2."""
+
+    code = "config"
+
+
+class InvalidParams(TrioExecError):
+    """The request breaks the protocol (unknown tool, schema violation): JSON-RPC -32602."""
+
+    code = "invalid_params"
+    jsonrpc_code = -32602
+
+
+class ToolError(TrioExecError):
+    """A tool call that did not run to completion; reported as ``isError: true``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argument: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.argument = argument
+        self.retry_after_s = retry_after_s
+
+
+class Rejected(ToolError):
+    """An argument or command failed validation; nothing was started."""
+
+    code = "rejected"
+
+
+class SpawnFailed(ToolError):
+    """The program could not be started."""
+
+    code = "spawn_failed"
+
+
+class TimedOut(ToolError):
+    """The timeout ended the command."""
+
+    code = "timeout"
+
+
+class OutputLimit(ToolError):
+    """The command printed more than the output cap and was stopped."""
+
+    code = "output_limit"
