@@ -1,0 +1,177 @@
+"""The template grammar: specs, tokens, placeholders, pinning, rendering (pure, no event loop)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from trio_exec.binaries import DEFAULT_BLACKLIST
+from trio_exec.config import ArgSpec, ToolSpec
+from trio_exec.errors import ConfigError, Rejected, SpawnFailed
+from trio_exec.templates import Context, Placeholder, compile_tool, input_schema, parse_specs, render
+from trio_exec.validation import Constraint, Kind, PathPolicy
+
+SEARCH = os.environ.get("PATH", os.defpath)
+
+
+def ctx(**kw: object) -> Context:
+    base = {
+        "paths": PathPolicy(),
+        "blacklist": DEFAULT_BLACKLIST,
+        "allow_dangerous": False,
+        "allow_missing_binaries": False,
+        "search_path": SEARCH,
+        "sensitive_keys": ("password", "token"),
+    }
+    base.update(kw)
+    return Context(**base)  # type: ignore[arg-type]
+
+
+def tool(template: str, name: str = "t", **kw: object) -> ToolSpec:
+    return ToolSpec(name=name, template=template, source="test", **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('echo|"echo {message}"', [("echo", "echo {message}")]),
+        ('a|"date"; b|"uptime"', [("a", "date"), ("b", "uptime")]),
+        ('a|"date";b|"uptime";', [("a", "date"), ("b", "uptime")]),
+        ("a|date", [("a", "date")]),
+        ("x|\"awk '{print $1; print $2}' {file}\"", [("x", "awk '{print $1; print $2}' {file}")]),
+        ('q|"grep \\"a b\\" {file}"', [("q", 'grep "a b" {file}')]),
+    ],
+)
+def test_specs_split_on_semicolons_outside_the_quoted_template(text: str, expected: list[tuple[str, str]]) -> None:
+    assert parse_specs(text, "--cmd") == expected
+
+
+@pytest.mark.parametrize("text", ["no-bar", 'a|"unterminated', 'a|"date" junk'])
+def test_malformed_specs_are_config_errors(text: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_specs(text, "--cmd")
+
+
+def test_the_program_is_pinned_to_an_absolute_path() -> None:
+    t = compile_tool(tool("echo {message}"), ctx())
+    assert t.program_path == shutil.which("echo")
+    assert os.path.isabs(t.program_path or "")
+    assert [a.name for a in t.args] == ["message"]
+
+
+def test_placeholders_inside_tokens_and_literal_braces_are_parsed() -> None:
+    t = compile_tool(tool("echo --out={file} {{x}} pre{a}mid{b}post {a}"), ctx())
+    assert t.tokens[0] == ("--out=", Placeholder("file"))
+    assert t.tokens[1] == ("{x}",)
+    assert t.tokens[2] == ("pre", Placeholder("a"), "mid", Placeholder("b"), "post")
+    assert [a.name for a in t.args] == ["file", "a", "b"]
+    assert render(t, {"file": "/tmp/o", "a": "1", "b": "two words"}, ctx()) == (
+        t.program_path,
+        "--out=/tmp/o",
+        "{x}",
+        "pre1midtwo wordspost",
+        "1",
+    )
+
+
+def test_one_token_is_one_argv_element_whatever_the_value_holds() -> None:
+    t = compile_tool(tool("echo {message}"), ctx())
+    assert render(t, {"message": "hello world  again"}, ctx())[1:] == ("hello world  again",)
+
+
+@pytest.mark.parametrize(
+    ("template", "fragment"),
+    [
+        ("{prog} x", "program"),
+        ("echo {timeout}", "reserved"),
+        ("echo {stdin}", "reserved"),
+        ("", "empty"),
+        ("echo 'unclosed", "split"),
+        ("definitely-not-a-program-xyz {a}", "not installed"),
+        ("rm {path}", "blacklisted"),
+        ("RM_LINK {path}", "not installed"),
+    ],
+)
+def test_bad_templates_are_config_errors(template: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        compile_tool(tool(template), ctx())
+
+
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65, "semi;colon", "dot.name"])
+def test_tool_names_follow_mcp_rules(name: str) -> None:
+    with pytest.raises(ConfigError, match="tool name"):
+        compile_tool(tool("echo", name=name), ctx())
+
+
+def test_args_configured_for_an_unknown_placeholder_are_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"args\.other"):
+        compile_tool(tool("echo {a}", args={"other": ArgSpec()}), ctx())
+
+
+def test_a_blacklisted_program_is_allowed_with_allow_dangerous() -> None:
+    t = compile_tool(tool("rm {path}"), ctx(allow_dangerous=True))
+    assert t.program_path == shutil.which("rm")
+
+
+def test_a_symlink_to_a_blacklisted_program_is_refused(tmp_path: os.PathLike[str]) -> None:
+    link = os.path.join(tmp_path, "innocent")
+    os.symlink(shutil.which("rm") or "/bin/rm", link)
+    with pytest.raises(ConfigError, match="blacklisted"):
+        compile_tool(tool(f"{link} {{path}}"), ctx())
+
+
+def test_a_missing_program_is_resolved_at_call_time_when_allowed() -> None:
+    t = compile_tool(tool("definitely-not-a-program-xyz {a}"), ctx(allow_missing_binaries=True))
+    assert t.program_path is None
+    with pytest.raises(SpawnFailed, match="not installed"):
+        render(t, {"a": "x"}, ctx(allow_missing_binaries=True))
+
+
+def test_a_missing_program_that_appears_later_is_still_blacklist_checked(tmp_path: os.PathLike[str]) -> None:
+    c = ctx(allow_missing_binaries=True, search_path=str(tmp_path))
+    t = compile_tool(tool("bash -c {a}"), c)
+    os.symlink(shutil.which("bash") or "/bin/bash", os.path.join(tmp_path, "bash"))
+    with pytest.raises(SpawnFailed, match="blacklisted"):
+        render(t, {"a": "x"}, c)
+
+
+def test_input_schema_lists_placeholders_defaults_and_constraints() -> None:
+    spec = tool(
+        "echo {a} {n} {e}",
+        args={
+            "a": ArgSpec(default="x", constraint=Constraint(max_length=5, pattern="[a-z]+")),
+            "n": ArgSpec(kind=Kind.INTEGER, constraint=Constraint(minimum=1, maximum=9)),
+            "e": ArgSpec(kind=Kind.ENUM, constraint=Constraint(enum=("one", "two"))),
+        },
+        stdin=True,
+    )
+    schema = input_schema(compile_tool(spec, ctx()), max_timeout_s=300, stdin=True)
+    assert schema["required"] == ["n", "e"]
+    assert schema["properties"]["a"] == {
+        "type": "string",
+        "maxLength": 5,
+        "pattern": "^(?:[a-z]+)$",
+        "description": schema["properties"]["a"]["description"],
+        "default": "x",
+    }
+    assert schema["properties"]["n"]["type"] == "integer"
+    assert schema["properties"]["n"]["minimum"] == 1
+    assert schema["properties"]["e"]["enum"] == ["one", "two"]
+    assert schema["properties"]["timeout"]["maximum"] == 300
+    assert schema["properties"]["stdin"]["type"] == "string"
+
+
+def test_defaults_fill_missing_arguments_when_rendering() -> None:
+    t = compile_tool(tool("echo {a}", args={"a": ArgSpec(default="fallback")}), ctx())
+    assert render(t, {}, ctx())[1:] == ("fallback",)
+
+
+def test_a_value_that_would_start_an_option_is_rejected_even_for_integers() -> None:
+    t = compile_tool(tool("echo {n} --n={n}", args={"n": ArgSpec(kind=Kind.INTEGER)}), ctx())
+    assert render(t, {"n": 5}, ctx())[1:] == ("5", "--n=5")
+    with pytest.raises(Rejected) as caught:
+        render(t, {"n": -5}, ctx())
+    assert caught.value.argument == "n"
+    assert "leading '-'" in caught.value.message

@@ -1,0 +1,224 @@
+"""Frozen configuration: ``Settings``, ``ToolSpec``, ``ArgSpec``, ``Limits``; TOML loading.
+
+Invariants: every object here is immutable; units are in the names (``timeout_s``,
+``max_output_bytes``); unknown keys in a config file are errors that name the key and
+the file. Nothing here reads the environment (only ``cli.py`` does).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from trio_exec.errors import ConfigError
+from trio_exec.validation import Constraint, Kind, validate_config_regex
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+ANNOTATION_KEYS = {
+    "read_only": "readOnlyHint",
+    "destructive": "destructiveHint",
+    "idempotent": "idempotentHint",
+    "open_world": "openWorldHint",
+}
+
+
+@attrs.frozen
+class ArgSpec:
+    """What the config file says about one placeholder (all optional)."""
+
+    kind: Kind | None = None
+    description: str | None = None
+    constraint: Constraint = attrs.field(factory=Constraint)
+    default: str | None = None
+
+
+@attrs.frozen
+class ToolSpec:
+    """One template tool as configured, before its program is resolved."""
+
+    name: str
+    template: str
+    source: str
+    description: str | None = None
+    args: Mapping[str, ArgSpec] = attrs.field(factory=dict)
+    timeout_s: float | None = None
+    cwd: str | None = None
+    stdin: bool = False
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    annotations: Mapping[str, bool] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Limits:
+    """Per-command OS resource limits applied through ``prlimit`` (None = not set)."""
+
+    memory_bytes: int | None = None
+    cpu_s: int | None = None
+    fsize_bytes: int | None = None
+    nofile: int | None = None
+    nproc: int | None = None
+
+    def any(self) -> bool:
+        return any(v is not None for v in attrs.astuple(self))
+
+
+@attrs.frozen
+class Settings:
+    """Everything the server needs, resolved from CLI > environment > config file > defaults."""
+
+    tools: tuple[ToolSpec, ...] = ()
+    blacklist: tuple[str, ...] = ()
+    allow_dangerous: bool = False
+    validate_paths: bool = True
+    allow_missing_binaries: bool = False
+    base_path: str | None = None
+    sensitive_keys: tuple[str, ...] = ()
+    cmd_timeout_s: float = 30.0
+    max_timeout_s: float = 300.0
+    max_output_bytes: int = 1024 * 1024
+    env_allow: tuple[str, ...] = ()
+    passthrough_env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    search_path: str = "/usr/local/bin:/usr/bin:/bin"
+    limits: Limits = Limits()
+    log_level: str = "info"
+    dry_run: bool = False
+    transport: str = "stdio"
+    bind: str = "127.0.0.1:3344"
+    auth_token: str | None = attrs.field(default=None, repr=False)
+    stateful: bool = False
+    rate_limit_rps: float = 10.0
+    rate_limit_burst: int = 20
+    max_concurrent: int = 50
+    circuit_threshold: int = 10
+    circuit_timeout_s: float = 60.0
+    config_path: str | None = None
+
+
+_TOOL_KEYS = {"template", "description", "timeout_s", "cwd", "stdin", "env", "annotations", "args"}
+_ARG_KEYS = {"kind", "description", "enum", "pattern", "max_length", "default", "minimum", "maximum"}
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """Read a TOML file; any failure is a one-line ``ConfigError``."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def split_config(data: Mapping[str, Any], path: str) -> tuple[dict[str, Any], tuple[ToolSpec, ...]]:
+    """Split a parsed config file into its ``[server]`` table and its tool specs."""
+    unknown = set(data) - {"server", "tools"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected [server] or [tools.NAME])")
+    server = _table(data.get("server", {}), f"{path}: [server]")
+    tools_table = _table(data.get("tools", {}), f"{path}: [tools]")
+    tools = tuple(_tool_spec(name, _table(t, f"{path}: [tools.{name}]"), path) for name, t in tools_table.items())
+    return dict(server), tools
+
+
+def _table(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    return value
+
+
+def _unknown_key(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _typed(value: Any, types: type | tuple[type, ...], where: str, what: str) -> Any:
+    # bool is an int subclass; a number field must not accept true/false.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ConfigError(f"{where}: {what} must not be a boolean")
+    if not isinstance(value, types):
+        raise ConfigError(f"{where}: {what} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _tool_spec(name: str, t: Mapping[str, Any], path: str) -> ToolSpec:
+    where = f"{path}: [tools.{name}]"
+    _unknown_key(t, _TOOL_KEYS, where)
+    if "template" not in t:
+        raise ConfigError(f"{where}: missing key 'template'")
+    timeout = t.get("timeout_s")
+    if timeout is not None:
+        timeout = float(_typed(timeout, (int, float), where, "timeout_s"))
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ConfigError(f"{where}: timeout_s must be a positive number")
+    env = _table(t.get("env", {}), f"{where} env")
+    for k, v in env.items():
+        _typed(v, str, where, f"env.{k}")
+    annotations = _table(t.get("annotations", {}), f"{where} annotations")
+    _unknown_key(annotations, set(ANNOTATION_KEYS), f"{where} annotations")
+    for k, v in annotations.items():
+        _typed(v, bool, where, f"annotations.{k}")
+    args = _table(t.get("args", {}), f"{where} args")
+    return ToolSpec(
+        name=name,
+        template=_typed(t["template"], str, where, "template"),
+        source=path,
+        description=_typed(t.get("description", ""), str, where, "description") or None,
+        args={a: _arg_spec(_table(spec, f"{where}.args.{a}"), f"{where}.args.{a}") for a, spec in args.items()},
+        timeout_s=timeout,
+        cwd=_typed(t.get("cwd", ""), str, where, "cwd") or None,
+        stdin=_typed(t.get("stdin", False), bool, where, "stdin"),
+        env=dict(env),
+        annotations=dict(annotations),
+    )
+
+
+def _arg_spec(a: Mapping[str, Any], where: str) -> ArgSpec:
+    _unknown_key(a, _ARG_KEYS, where)
+    kind = None
+    if "kind" in a:
+        try:
+            kind = Kind(_typed(a["kind"], str, where, "kind"))
+        except ValueError:
+            raise ConfigError(
+                f"{where}: unknown kind {a['kind']!r} (one of {', '.join(k.value for k in Kind)})"
+            ) from None
+    enum = a.get("enum")
+    if enum is not None:
+        if not isinstance(enum, list) or not enum or not all(isinstance(x, str) for x in enum):
+            raise ConfigError(f"{where}: enum must be a non-empty list of strings")
+        enum = tuple(enum)
+    if kind is Kind.ENUM and enum is None:
+        raise ConfigError(f"{where}: kind 'enum' needs an enum list")
+    pattern = a.get("pattern")
+    if pattern is not None:
+        reason = validate_config_regex(_typed(pattern, str, where, "pattern"))
+        if reason is not None:
+            raise ConfigError(f"{where}: pattern is not a valid regular expression: {reason}")
+    max_length = a.get("max_length")
+    if max_length is not None and _typed(max_length, int, where, "max_length") < 1:
+        raise ConfigError(f"{where}: max_length must be at least 1")
+    bounds = {k: _typed(a[k], int, where, k) for k in ("minimum", "maximum") if k in a}
+    default = a.get("default")
+    if default is not None:
+        default = str(_typed(default, (str, int), where, "default"))
+    return ArgSpec(
+        kind=kind,
+        description=_typed(a.get("description", ""), str, where, "description") or None,
+        constraint=Constraint(
+            enum=enum,
+            pattern=pattern,
+            max_length=max_length,
+            minimum=bounds.get("minimum"),
+            maximum=bounds.get("maximum"),
+        ),
+        default=default,
+    )
