@@ -1,0 +1,157 @@
+"""The runner with real processes: groups, caps, stdin, environment, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+
+import pytest
+import trio
+import trio.testing
+
+from trio_exec.errors import SpawnFailed
+from trio_exec.runner import ExecPlan, child_env, run
+
+PY = sys.executable
+
+
+def sleeper(marker: str, secs: int = 300) -> str:
+    """A shell word list for a process that sleeps and carries ``marker`` in its command line."""
+    return f"{PY} -c 'import time; time.sleep({secs})' {marker}"
+
+
+def plan(*argv: str, **kw: object) -> ExecPlan:
+    env = child_env(search_path="/usr/bin:/bin", home="/tmp", passthrough={}, extra={})
+    return ExecPlan(argv=(PY, *argv) if argv and argv[0] == "-c" else argv, cwd="/tmp", env=env, **kw)  # type: ignore[arg-type]
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line contains ``marker``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    with open(f"/proc/{pid}/stat") as s:
+                        if s.read().split(") ", 1)[1].startswith("Z"):
+                            continue  # a zombie has already finished
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def assert_gone(marker: str, within_s: float = 5.0) -> None:
+    """Every process carrying ``marker`` is dead (SIGKILL delivery is asynchronous: bounded wait)."""
+    deadline = time.monotonic() + within_s
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert left == [], f"processes survived: {left}"
+
+
+async def test_output_and_exit_code_are_kept() -> None:
+    result = await run(plan("-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"))
+    assert (result.exit_code, result.signal) == (3, None)
+    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
+    assert not result.timed_out
+    assert not result.output_limited
+
+
+async def test_background_children_are_killed_when_the_command_exits() -> None:
+    marker = f"trio-exec-test-{uuid.uuid4().hex}"
+    with trio.fail_after(10):
+        result = await run(plan("/bin/sh", "-c", f"{sleeper(marker)} & echo $!", timeout_s=60))
+    assert result.exit_code == 0
+    assert int(result.stdout) > 0  # the background process was started
+    assert_gone(marker)
+
+
+async def test_a_timeout_kills_the_whole_process_group_on_trios_clock(autojump_clock: trio.testing.MockClock) -> None:
+    marker = f"trio-exec-test-{uuid.uuid4().hex}"
+    script = f"{sleeper(marker)} & {sleeper(marker)}; echo never"
+    result = await run(plan("/bin/sh", "-c", script, timeout_s=5))
+    assert result.timed_out
+    assert result.stdout == b""
+    assert result.signal is not None
+    assert_gone(marker)
+
+
+async def test_a_real_timeout_stops_a_command_that_ignores_sigterm() -> None:
+    marker = f"trio-exec-test-{uuid.uuid4().hex}"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"print('{marker}', flush=True); time.sleep(300)"
+    )
+    with trio.fail_after(10):
+        result = await run(plan("-c", code, timeout_s=0.5))
+    assert result.timed_out
+    assert result.signal == 9  # SIGTERM was ignored, SIGKILL after the grace
+    assert result.stdout == f"{marker}\n".encode()
+    assert_gone(marker)
+
+
+async def test_cancellation_kills_the_whole_process_group() -> None:
+    marker = f"trio-exec-test-{uuid.uuid4().hex}"
+    with trio.fail_after(10):
+        with trio.move_on_after(0.5):
+            await run(plan("/bin/sh", "-c", f"{sleeper(marker)} & {sleeper(marker)}", timeout_s=60))
+    assert_gone(marker)
+
+
+async def test_output_over_the_cap_is_truncated_and_the_command_stopped() -> None:
+    code = "import sys\nwhile True: sys.stdout.write('x' * 65536)"
+    with trio.fail_after(20):
+        result = await run(plan("-c", code, max_output_bytes=100_000))
+    assert result.stdout_truncated
+    assert not result.stderr_truncated
+    assert len(result.stdout) == 100_000
+    assert result.output_limited
+    assert result.signal == 9
+
+
+async def test_large_stdin_is_written_while_output_is_read() -> None:
+    data = os.urandom(4 * 1024 * 1024) * 2  # 8 MiB: far past any pipe buffer in both directions
+    with trio.fail_after(30):
+        result = await run(plan("/bin/cat", stdin=data, max_output_bytes=len(data)))
+    assert result.exit_code == 0
+    assert result.stdout == data
+
+
+async def test_a_command_that_ignores_stdin_does_not_break_the_call() -> None:
+    with trio.fail_after(10):
+        result = await run(plan("/bin/true", stdin=b"x" * (1 << 20)))
+    assert result.exit_code == 0
+
+
+async def test_stdin_is_dev_null_by_default() -> None:
+    with trio.fail_after(10):
+        result = await run(plan("/bin/cat"))
+    assert (result.exit_code, result.stdout) == (0, b"")
+
+
+async def test_the_child_environment_is_minimal(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = uuid.uuid4().hex
+    monkeypatch.setenv("TRIO_EXEC_TEST_SECRET", secret)
+    result = await run(plan("/usr/bin/env"))
+    lines = sorted(result.stdout.decode().splitlines())
+    assert lines == ["HOME=/tmp", "LANG=C.UTF-8", "PATH=/usr/bin:/bin"]
+    assert secret.encode() not in result.stdout
+
+
+def test_passthrough_and_tool_env_add_to_the_minimal_environment() -> None:
+    env = child_env(search_path="/bin", home="/h", passthrough={"TZ": "UTC"}, extra={"LC_ALL": "C"})
+    assert env == {"PATH": "/bin", "LANG": "C.UTF-8", "HOME": "/h", "TZ": "UTC", "LC_ALL": "C"}
+
+
+async def test_a_program_that_cannot_start_is_a_spawn_failure() -> None:
+    with pytest.raises(SpawnFailed, match="cannot start"):
+        await run(plan("/nonexistent/program"))
+
+
+async def test_death_by_signal_is_reported_as_a_signal() -> None:
+    result = await run(plan("-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"))
+    assert (result.exit_code, result.signal, result.timed_out) == (None, 11, False)
