@@ -1,0 +1,94 @@
+"""Shared test helpers: start the real ``trio-exec`` as a subprocess and drive it with ``mcp.Client``."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+MODES = ["auto", "legacy"]  # the 2026-07-28 protocol (no handshake) and the legacy initialize handshake
+
+
+def server_params(*args: str, env: Mapping[str, str] | None = None, cwd: str | None = None) -> StdioServerParameters:
+    """How to start ``python -m trio_exec ARGS`` (the server's environment is ours plus ``env``)."""
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "trio_exec", *args],
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+
+
+@asynccontextmanager
+async def connect(*args: str, mode: str = "auto", env: Mapping[str, str] | None = None) -> AsyncIterator[Client]:
+    """A connected client of a fresh server started with ``args``."""
+    async with Client(server_params(*args, env=env), mode=mode, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
+        yield client
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Orphaned descendants (a command's background children) are re-parented to us instead of
+    # init, so the leak check below sees every process a test left behind.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _children() -> dict[int, str]:
+    """Our direct children (pid -> state letter)."""
+    me = str(os.getpid())
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            found[int(pid)] = fields[0]
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    """Fail a test that leaves any process behind (checked by pid after every test)."""
+    before = set(_children())
+    yield
+    deadline = time.monotonic() + 10  # killed processes need a moment to be reaped
+    while True:
+        alive = []
+        for pid, state in _children().items():
+            if pid in before:
+                continue
+            if state == "Z":
+                os.waitpid(pid, os.WNOHANG)  # an orphan re-parented to us: reap it
+            else:
+                alive.append(pid)
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            cmdlines = []
+            for pid in alive:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+                    cmdlines.append(f"{pid}: {cmdline}")
+                except OSError:
+                    pass
+            pytest.fail(f"the test left processes behind: {cmdlines}")
+        time.sleep(0.05)

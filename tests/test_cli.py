@@ -1,0 +1,216 @@
+"""The command line: options, environment, config file, precedence, dry run, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trio_exec import __version__
+from trio_exec.binaries import DEFAULT_BLACKLIST
+from trio_exec.cli import OPTIONS, load_settings, main
+from trio_exec.errors import ConfigError
+
+ECHO = ["--cmd", 'echo|"echo {message}"']
+ENV = {"PATH": os.environ.get("PATH", os.defpath)}
+
+
+def settings(argv: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return load_settings(argv, {**ENV, **(env or {})}).settings
+
+
+def test_defaults_are_those_of_mcp_secure_exec() -> None:
+    s = settings(ECHO)
+    assert s.blacklist == DEFAULT_BLACKLIST
+    assert len(s.blacklist) == 47
+    assert s.sensitive_keys == ("password", "token", "secret", "key", "auth", "credential")
+    assert (s.cmd_timeout_s, s.log_level, s.transport, s.bind) == (30.0, "info", "stdio", "127.0.0.1:3344")
+    assert (s.rate_limit_rps, s.rate_limit_burst, s.max_concurrent) == (10.0, 20, 50)
+    assert (s.circuit_threshold, s.circuit_timeout_s) == (10, 60.0)
+    assert (s.allow_dangerous, s.validate_paths, s.allow_missing_binaries, s.stateful) == (False, True, False, False)
+    assert s.max_timeout_s == 300.0
+    assert s.max_output_bytes == 1024 * 1024
+
+
+def test_every_option_has_an_mcp_exec_environment_variable() -> None:
+    for o in OPTIONS:
+        assert o.env.startswith("MCP_EXEC_"), o.long
+
+
+def test_short_options_match_mcp_secure_exec() -> None:
+    shorts = {o.long: o.short for o in OPTIONS if o.short}
+    assert shorts == {
+        "--cmd": "-c",
+        "--blacklist": "-B",
+        "--allow-dangerous": "-D",
+        "--dry-run": "-d",
+        "--transport": "-t",
+        "--bind": "-b",
+        "--stateful": "-s",
+    }
+
+
+def test_the_command_line_beats_the_environment_which_beats_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[server]\ncmd_timeout = 5\nmax_concurrent = 7\nlog_level = 'error'\n")
+    env = {"MCP_EXEC_CMD_TIMEOUT_SECS": "6", "MCP_EXEC_LOG_LEVEL": "debug", "MCP_EXEC_CONFIG": str(config)}
+    s = settings([*ECHO, "--cmd-timeout", "7"], env)
+    assert s.cmd_timeout_s == 7.0  # CLI
+    assert s.log_level == "debug"  # environment
+    assert s.max_concurrent == 7  # config file
+    assert s.rate_limit_burst == 20  # default
+
+
+def test_commands_come_from_the_environment_unless_given_on_the_command_line() -> None:
+    env = {"MCP_EXEC_COMMANDS": 'a|"date";b|"uptime"'}
+    assert [t.name for t in settings([], env).tools] == ["a", "b"]
+    assert [t.name for t in settings(ECHO, env).tools] == ["echo"]
+
+
+def test_repeated_cmd_and_semicolon_lists_combine() -> None:
+    s = settings(["-c", 'a|"date"', "--cmd", 'b|"uptime"; c|"true"'])
+    assert [t.name for t in s.tools] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [("true", True), ("1", True), ("yes", True), ("false", False), ("0", False)]
+)
+def test_boolean_environment_variables(env: str, expected: bool) -> None:
+    assert settings(ECHO, {"MCP_EXEC_ALLOW_DANGEROUS": env}).allow_dangerous is expected
+
+
+def test_config_file_tools_and_per_placeholder_settings(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        """
+[tools.grep]
+template = "grep -n {pattern} {file}"
+description = "Search one file"
+timeout_s = 10
+env = { LC_ALL = "C" }
+annotations = { read_only = true, destructive = false }
+[tools.grep.args.pattern]
+kind = "regex"
+max_length = 200
+"""
+    )
+    s = settings(["--config", str(config)])
+    (grep,) = s.tools
+    assert grep.timeout_s == 10.0
+    assert grep.env == {"LC_ALL": "C"}
+    assert grep.args["pattern"].constraint.max_length == 200
+    assert grep.annotations == {"read_only": True, "destructive": False}
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("[server]\nbogus = 1\n", "'bogus'"),
+        ("[tools.a]\ntemplate = 'date'\nbogus = 1\n", "'bogus'"),
+        ("[tools.a]\ntemplate = 'echo {x}'\n[tools.a.args.x]\nbogus = 1\n", "'bogus'"),
+        ("[tools.a]\ntemplate = 'echo {x}'\n[tools.a.args.x]\nkind = 'nonsense'\n", "unknown kind"),
+        ("[tools.a]\ntemplate = 'echo {x}'\n[tools.a.args.x]\npattern = '('\n", "pattern"),
+        ("[tools.a]\ntemplate = 'date'\nannotations = { sneaky = true }\n", "'sneaky'"),
+        ("[tools.a]\ndescription = 'no template'\n", "template"),
+        ("[tools.a]\ntemplate = 'date'\ntimeout_s = -1\n", "timeout_s"),
+        ("[other]\n", "'other'"),
+        ("not toml [", "not valid TOML"),
+    ],
+)
+def test_config_file_errors_name_the_key_and_the_file(tmp_path: Path, content: str, fragment: str) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(content)
+    with pytest.raises(ConfigError, match=fragment) as caught:
+        settings(["--config", str(config)])
+    assert str(config) in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "fragment"),
+    [
+        ([], {}, "no tools"),
+        ([*ECHO, *ECHO], {}, "duplicate"),
+        ([*ECHO, "--cmd-timeout", "0"], {}, "greater than 0"),
+        ([*ECHO, "--cmd-timeout", "abc"], {}, "must be a number"),
+        ([*ECHO, "--log-level", "loud"], {}, "one of"),
+        ([*ECHO, "--base-path", "/nonexistent-dir-xyz"], {}, "not a directory"),
+        ([*ECHO, "--transport", "streamable-http"], {}, "not available"),
+        (ECHO, {"MCP_EXEC_ALLOW_DANGEROUS": "maybe"}, "true or false"),
+        (["--bogus"], {}, "invalid command line"),
+        (["--config", "/nonexistent.toml"], {}, "cannot read"),
+    ],
+)
+def test_configuration_errors(argv: list[str], env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        settings(argv, env)
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_exec", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_dry_run_refuses_a_blacklisted_program_with_one_clear_line() -> None:
+    proc = run_cli("--dry-run", "--cmd", 'x|"rm {path}"')
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "blacklisted" in lines[0]
+    assert "rm" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_dry_run_prints_tools_programs_kinds_schemas_and_protections() -> None:
+    proc = run_cli("-d", "--cmd", 'cat|"cat {path}"', "--cmd", 'echo|"echo {message}"')
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "configuration is valid" in out
+    assert "program: /" in out
+    assert "placeholder {path}: path" in out
+    assert "placeholder {message}: plain" in out
+    assert '"additionalProperties": false' in out
+    assert "no --base-path" in out  # the unconfined-paths warning
+    assert "blacklist: 47 programs" in out
+
+
+def test_dry_run_from_the_environment_says_path_validation_is_off() -> None:
+    proc = run_cli(
+        env={"MCP_EXEC_DRY_RUN": "true", "MCP_EXEC_COMMANDS": 'c|"cat {path}"', "MCP_EXEC_NO_VALIDATE_PATHS": "true"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "path validation: OFF" in proc.stdout
+    assert "NOT confined" in proc.stdout
+
+
+def test_version_and_help() -> None:
+    assert run_cli("--version").stdout.strip() == f"trio-exec {__version__}"
+    help_text = run_cli("--help").stdout
+    for o in OPTIONS:
+        assert o.long in help_text
+        assert o.env in help_text
+    assert "not enforced yet" in help_text
+
+
+def test_main_returns_two_on_configuration_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--cmd", "broken"], ENV) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trio-exec: error: ")
+    assert err.count("\n") == 1
+
+
+def test_network_settings_on_stdio_are_accepted_with_a_warning() -> None:
+    proc = run_cli("-d", *ECHO, "--auth-token", "s3cret-value", "--max-concurrent", "3")
+    assert proc.returncode == 0
+    assert "--auth-token is for network transports and is ignored on stdio" in proc.stdout
+    assert "--max-concurrent is not enforced by this version yet" in proc.stdout
+    assert "s3cret-value" not in proc.stdout + proc.stderr

@@ -1,0 +1,66 @@
+"""The app nursery: the transport task and the signal task (DESIGN §2).
+
+Invariant: when the transport ends (stdin EOF) or SIGINT/SIGTERM arrives, the nursery is
+cancelled; running calls see trio cancellation and the runner kills their process groups.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import trio
+from loguru import logger
+from mcp.server.lowlevel.server import Server
+
+from trio_exec import __version__
+from trio_exec.audit import setup_logging
+from trio_exec.config import Settings
+from trio_exec.server import Service, build_server
+from trio_exec.templates import Context, Template
+from trio_exec.transports.stdio import serve_stdio
+
+
+async def _watch_signals(
+    cancel_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            logger.info("received {}, shutting down", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+async def serve(service: Service) -> None:
+    """Serve until the client goes away or a signal asks us to stop."""
+    server = build_server(service)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_watch_signals, nursery.cancel_scope)
+        await nursery.start(_transport, server, nursery.cancel_scope)
+        logger.info("serving {} tool(s) on stdio", len(service.entries))
+
+
+async def _transport(
+    server: Server[Any], app_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await serve_stdio(server, task_status=task_status)
+    logger.info("stdin closed, shutting down")
+    app_scope.cancel()
+
+
+def run(settings: Settings, context: Context, templates: list[Template], warnings: list[str]) -> int:
+    """Configure logging and serve; returns the process exit code."""
+    setup_logging(settings.log_level)
+    logger.info(
+        "trio-exec {} starting: transport={} tools={} base_path={} path_validation={}",
+        __version__,
+        settings.transport,
+        ",".join(t.name for t in templates),
+        settings.base_path or "-",
+        "on" if settings.validate_paths else "off",
+    )
+    for w in warnings:
+        logger.warning(w)
+    trio.run(serve, Service.create(settings, context, templates))
+    return 0

@@ -1,0 +1,514 @@
+"""Command line: docopt-ng usage text, environment and config-file merge, ``--dry-run``.
+
+The only module that reads ``os.environ``. Precedence: CLI flag > ``MCP_EXEC_*`` environment
+variable > ``[server]`` table of the config file > default. One table (``OPTIONS``) is the
+single source of the usage text, the environment names, the config keys and the defaults.
+Every configuration error is one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import docopt
+
+from trio_exec import __version__
+from trio_exec.binaries import DEFAULT_BLACKLIST
+from trio_exec.config import Settings, ToolSpec, load_toml, split_config
+from trio_exec.errors import ConfigError
+from trio_exec.templates import Context, Template, compile_tool, describe, input_schema, parse_specs
+from trio_exec.validation import PathPolicy
+
+DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credential")
+LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
+TRANSPORTS = ("stdio", "streamable-http", "websocket")
+NETWORK_ONLY = ("bind", "auth_token", "stateful")
+NOT_YET_ENFORCED = ("rate_limit_rps", "rate_limit_burst", "max_concurrent", "circuit_threshold", "circuit_timeout_s")
+
+
+def _bool(text: Any, what: str) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{what} must be true or false, not {text!r}")
+
+
+def _number(kind: type[int] | type[float], *, minimum: float = 0, strict: bool = True) -> Callable[[Any, str], Any]:
+    def convert(text: Any, what: str) -> Any:
+        if isinstance(text, bool):
+            raise ConfigError(f"{what} must be a number")
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{what} must be {'an integer' if kind is int else 'a number'}, not {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            bound = f"greater than {minimum:g}" if strict else f"at least {minimum:g}"
+            raise ConfigError(f"{what} must be {bound}, not {text!r}")
+        return value
+
+    return convert
+
+
+def _names(text: Any, what: str) -> tuple[str, ...]:
+    items = text if isinstance(text, list) else str(text).split(",")
+    return tuple(str(x).strip() for x in items if str(x).strip())
+
+
+def _choice(choices: Sequence[str]) -> Callable[[Any, str], str]:
+    def convert(text: Any, what: str) -> str:
+        value = str(text).strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{what} must be one of {', '.join(choices)}, not {text!r}")
+        return value
+
+    return convert
+
+
+def _text(text: Any, what: str) -> str:
+    if not isinstance(text, str):
+        raise ConfigError(f"{what} must be a string")
+    return text
+
+
+@attrs.frozen
+class Opt:
+    """One option: its flag, short form, environment variable, default and help."""
+
+    long: str
+    field: str
+    env: str
+    help: str
+    convert: Callable[[Any, str], Any] = _text
+    short: str | None = None
+    metavar: str | None = None  # None: a boolean flag
+    default: Any = None
+    shown_default: str | None = None
+
+
+OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        "--cmd",
+        "tools",
+        "MCP_EXEC_COMMANDS",
+        'Define a tool NAME|"TEMPLATE" (repeatable; ";" separates several).',
+        short="-c",
+        metavar="<spec>",
+    ),
+    Opt(
+        "--config",
+        "config_path",
+        "MCP_EXEC_CONFIG",
+        "TOML file with [server] options and [tools.NAME] tables.",
+        metavar="<file>",
+    ),
+    Opt(
+        "--blacklist",
+        "blacklist",
+        "MCP_EXEC_DANGEROUS",
+        "Comma-separated programs refused as template programs.",
+        convert=_names,
+        short="-B",
+        metavar="<names>",
+        default=DEFAULT_BLACKLIST,
+        shown_default="mcp-secure-exec's 47 names (see README)",
+    ),
+    Opt(
+        "--allow-dangerous",
+        "allow_dangerous",
+        "MCP_EXEC_ALLOW_DANGEROUS",
+        "Allow blacklisted programs. USE WITH CAUTION.",
+        convert=_bool,
+        short="-D",
+        default=False,
+    ),
+    Opt(
+        "--no-validate-paths",
+        "no_validate_paths",
+        "MCP_EXEC_NO_VALIDATE_PATHS",
+        "Turn off base-path containment of path arguments.",
+        convert=_bool,
+        default=False,
+    ),
+    Opt(
+        "--allow-missing-binaries",
+        "allow_missing_binaries",
+        "MCP_EXEC_ALLOW_MISSING_BINARIES",
+        "Start even if a template's program is missing (resolved at call time).",
+        convert=_bool,
+        default=False,
+    ),
+    Opt(
+        "--base-path",
+        "base_path",
+        "MCP_EXEC_BASE_PATH",
+        "Confine path arguments to this directory; also the commands' working directory.",
+        metavar="<dir>",
+    ),
+    Opt(
+        "--sensitive-keys",
+        "sensitive_keys",
+        "MCP_EXEC_SENSITIVE_KEYS",
+        "Argument names (substrings) whose values are never echoed or logged.",
+        convert=_names,
+        metavar="<names>",
+        default=DEFAULT_SENSITIVE_KEYS,
+        shown_default=",".join(DEFAULT_SENSITIVE_KEYS),
+    ),
+    Opt(
+        "--cmd-timeout",
+        "cmd_timeout_s",
+        "MCP_EXEC_CMD_TIMEOUT_SECS",
+        "Default seconds before a command is stopped.",
+        convert=_number(float),
+        metavar="<secs>",
+        default=30.0,
+        shown_default="30",
+    ),
+    Opt(
+        "--max-timeout",
+        "max_timeout_s",
+        "MCP_EXEC_MAX_TIMEOUT_SECS",
+        "Upper bound of the per-call 'timeout' argument.",
+        convert=_number(float),
+        metavar="<secs>",
+        default=300.0,
+        shown_default="300",
+    ),
+    Opt(
+        "--max-output-bytes",
+        "max_output_bytes",
+        "MCP_EXEC_MAX_OUTPUT_BYTES",
+        "Cap on stdout and on stderr of one command; past it the command is stopped.",
+        convert=_number(int),
+        metavar="<n>",
+        default=1024 * 1024,
+        shown_default="1048576",
+    ),
+    Opt(
+        "--env-allow",
+        "env_allow",
+        "MCP_EXEC_ENV_ALLOW",
+        "Server environment variables passed on to commands (default: none but PATH, LANG, HOME).",
+        convert=_names,
+        metavar="<names>",
+        default=(),
+    ),
+    Opt(
+        "--log-level",
+        "log_level",
+        "MCP_EXEC_LOG_LEVEL",
+        f"Log verbosity: {', '.join(LOG_LEVELS)}.",
+        convert=_choice(LOG_LEVELS),
+        metavar="<level>",
+        default="info",
+    ),
+    Opt(
+        "--dry-run",
+        "dry_run",
+        "MCP_EXEC_DRY_RUN",
+        "Check the configuration, print it and exit (0 = valid).",
+        convert=_bool,
+        short="-d",
+        default=False,
+    ),
+    Opt(
+        "--transport",
+        "transport",
+        "MCP_EXEC_TRANSPORT",
+        "stdio (streamable-http and websocket are not available in this version yet).",
+        convert=_choice(TRANSPORTS),
+        short="-t",
+        metavar="<name>",
+        default="stdio",
+    ),
+    Opt(
+        "--bind",
+        "bind",
+        "MCP_EXEC_BIND",
+        "HOST:PORT for network transports (ignored on stdio).",
+        short="-b",
+        metavar="<addr>",
+        default="127.0.0.1:3344",
+    ),
+    Opt(
+        "--auth-token",
+        "auth_token",
+        "MCP_EXEC_AUTH_TOKEN",
+        "Bearer token for network transports (ignored on stdio).",
+        metavar="<token>",
+    ),
+    Opt(
+        "--stateful",
+        "stateful",
+        "MCP_EXEC_STATEFUL",
+        "Stateful HTTP sessions (ignored on stdio).",
+        convert=_bool,
+        short="-s",
+        default=False,
+    ),
+    Opt(
+        "--rate-limit-rps",
+        "rate_limit_rps",
+        "MCP_EXEC_RATE_LIMIT_RPS",
+        "Calls per second per client (not enforced yet).",
+        convert=_number(float),
+        metavar="<n>",
+        default=10.0,
+        shown_default="10",
+    ),
+    Opt(
+        "--rate-limit-burst",
+        "rate_limit_burst",
+        "MCP_EXEC_RATE_LIMIT_BURST",
+        "Burst size of the rate limit (not enforced yet).",
+        convert=_number(int),
+        metavar="<n>",
+        default=20,
+    ),
+    Opt(
+        "--max-concurrent",
+        "max_concurrent",
+        "MCP_EXEC_MAX_CONCURRENT",
+        "Commands running at once (not enforced yet).",
+        convert=_number(int),
+        metavar="<n>",
+        default=50,
+    ),
+    Opt(
+        "--circuit-threshold",
+        "circuit_threshold",
+        "MCP_EXEC_CIRCUIT_THRESHOLD",
+        "Consecutive failures that open a tool's circuit (not enforced yet).",
+        convert=_number(int),
+        metavar="<n>",
+        default=10,
+    ),
+    Opt(
+        "--circuit-timeout",
+        "circuit_timeout_s",
+        "MCP_EXEC_CIRCUIT_TIMEOUT_SECS",
+        "Seconds an open circuit waits before a probe (not enforced yet).",
+        convert=_number(float),
+        metavar="<secs>",
+        default=60.0,
+        shown_default="60",
+    ),
+)
+
+_BY_LONG = {o.long: o for o in OPTIONS}
+_BY_CONFIG_KEY = {o.long[2:].replace("-", "_"): o for o in OPTIONS if o.long not in ("--cmd", "--config")}
+
+
+def usage() -> str:
+    """The docopt usage text, generated from ``OPTIONS``."""
+    lines = []
+    for o in OPTIONS:
+        flag = f"{o.short}, {o.long}" if o.short else f"    {o.long}"
+        if o.metavar:
+            flag += f" {o.metavar}"
+        extra = f" [env {o.env}]"
+        if o.shown_default is not None or (o.default not in (None, False, ())):
+            extra += f" (default: {o.shown_default if o.shown_default is not None else o.default})"
+        lines.append(f"  {flag:<34}  {o.help}{extra}")
+    return (
+        "trio-exec: a secure command-execution MCP server on trio.\n\n"
+        "Usage:\n"
+        "  trio-exec [options] [--cmd <spec>]...\n"
+        "  trio-exec (-h | --help)\n"
+        "  trio-exec (-V | --version)\n\n"
+        "Options:\n"
+        "  -h, --help                          Show this help and exit.\n"
+        "  -V, --version                       Show the version and exit.\n" + "\n".join(lines) + "\n\n"
+        "Precedence: command line > environment > config file [server] > default.\n"
+    )
+
+
+def _from_cli(parsed: Mapping[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for o in OPTIONS:
+        value = parsed.get(o.long)
+        if o.long == "--cmd":
+            if value:
+                raw[o.field] = list(value)
+        elif o.metavar is None:
+            if value:
+                raw[o.field] = True
+        elif value is not None:
+            raw[o.field] = o.convert(value, o.long)
+    return raw
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for o in OPTIONS:
+        if o.env in environ:
+            raw[o.field] = [environ[o.env]] if o.long == "--cmd" else o.convert(environ[o.env], o.env)
+    return raw
+
+
+def _from_config(server: Mapping[str, Any], path: str) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    for key, value in server.items():
+        o = _BY_CONFIG_KEY.get(key)
+        if o is None:
+            raise ConfigError(f"{path}: [server] has unknown key {key!r} (use long option names, '-' as '_')")
+        raw[o.field] = o.convert(value, f"{path}: [server] {key}")
+    return raw
+
+
+@attrs.frozen
+class Loaded:
+    """Settings plus what only the CLI knows: where each value came from."""
+
+    settings: Settings
+    explicit: frozenset[str]
+
+
+def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
+    """Parse argv and environ into ``Settings``; raises ``ConfigError``."""
+    try:
+        parsed = docopt.docopt(usage(), list(argv), version=f"trio-exec {__version__}")
+    except docopt.DocoptExit:
+        raise ConfigError("invalid command line; see trio-exec --help") from None
+    cli = _from_cli(parsed)
+    env = _from_env(environ)
+    config_path = cli.get("config_path") or env.get("config_path")
+    file_server: dict[str, Any] = {}
+    file_tools: tuple[ToolSpec, ...] = ()
+    if config_path:
+        server_table, file_tools = split_config(load_toml(config_path), config_path)
+        file_server = _from_config(server_table, config_path)
+    merged: dict[str, Any] = {o.field: o.default for o in OPTIONS}
+    merged.update(file_server)
+    merged.update(env)
+    merged.update(cli)
+    explicit = frozenset(file_server) | frozenset(env) | frozenset(cli)
+
+    source = "--cmd" if "tools" in cli else "MCP_EXEC_COMMANDS"
+    cmd_tools = tuple(
+        ToolSpec(name=name, template=template, source=source)
+        for text in merged["tools"] or ()
+        for name, template in parse_specs(text, source)
+    )
+    tools = cmd_tools + file_tools
+    seen: set[str] = set()
+    for t in tools:
+        if t.name in seen:
+            raise ConfigError(f"{t.source}: duplicate tool name {t.name!r}")
+        seen.add(t.name)
+    if not tools:
+        raise ConfigError("no tools configured: give --cmd 'NAME|\"TEMPLATE\"', MCP_EXEC_COMMANDS or --config")
+
+    base_path = merged["base_path"]
+    if base_path:
+        if not os.path.isdir(base_path):
+            raise ConfigError(f"--base-path {base_path!r} is not a directory")
+        base_path = os.path.realpath(base_path)
+    if merged["transport"] != "stdio":
+        raise ConfigError(f"transport {merged['transport']!r} is not available in this version yet; use stdio")
+    # A listed name that is unset in the server's environment is simply not passed.
+    passthrough = {n: environ[n] for n in merged["env_allow"] if n in environ}
+    fields = {f.name for f in attrs.fields(Settings)}
+    values = {k: v for k, v in merged.items() if k in fields}
+    values.update(
+        tools=tools,
+        base_path=base_path or None,
+        validate_paths=not merged["no_validate_paths"],
+        passthrough_env=passthrough,
+        search_path=environ.get("PATH", os.defpath),
+        config_path=config_path or None,
+    )
+    return Loaded(settings=Settings(**values), explicit=explicit)
+
+
+def compile_all(settings: Settings) -> tuple[Context, list[Template]]:
+    """Compile every tool against the settings; raises ``ConfigError``."""
+    ctx = Context(
+        paths=PathPolicy(base_path=settings.base_path, validate_paths=settings.validate_paths),
+        blacklist=settings.blacklist,
+        allow_dangerous=settings.allow_dangerous,
+        allow_missing_binaries=settings.allow_missing_binaries,
+        search_path=settings.search_path,
+        sensitive_keys=settings.sensitive_keys,
+    )
+    return ctx, [compile_tool(spec, ctx) for spec in settings.tools]
+
+
+def warnings_for(loaded: Loaded) -> list[str]:
+    """Settings that are accepted but have no effect in this configuration."""
+    s = loaded.settings
+    notes = []
+    if s.transport == "stdio":
+        notes += [
+            f"--{f.replace('_', '-')} is for network transports and is ignored on stdio"
+            for f in NETWORK_ONLY
+            if f in loaded.explicit
+        ]
+    notes += [
+        f"--{f.replace('_s', '').replace('_', '-')} is not enforced by this version yet"
+        for f in NOT_YET_ENFORCED
+        if f in loaded.explicit
+    ]
+    if s.base_path is None and s.validate_paths:
+        notes.append("no --base-path: path arguments must be absolute and are not confined to a directory")
+    if not s.validate_paths:
+        notes.append("--no-validate-paths: path arguments are NOT confined to the base path")
+    if s.allow_dangerous:
+        notes.append("--allow-dangerous: blacklisted programs are allowed")
+    return notes
+
+
+def dry_run_report(loaded: Loaded, templates: list[Template]) -> str:
+    s = loaded.settings
+    out = [f"trio-exec {__version__}: configuration is valid", f"tools ({len(templates)}):"]
+    for t in templates:
+        out.append(f"  {t.name}  (from {t.spec.source})")
+        out.append(f"    program: {t.program_path or t.program + ' (missing; resolved at call time)'}")
+        out.append("    " + describe(t).replace("\n", "\n    "))
+        for a in t.args:
+            extra = " (sensitive: never echoed or logged)" if a.sensitive else ""
+            out.append(f"    placeholder {{{a.name}}}: {a.kind.value}{extra}")
+        schema = input_schema(t, max_timeout_s=s.max_timeout_s, stdin=t.spec.stdin)
+        out.append("    input schema: " + json.dumps(schema, ensure_ascii=False))
+    out.append("protections:")
+    out.append(f"  base path: {s.base_path or '(none)'}; path validation: {'on' if s.validate_paths else 'OFF'}")
+    out.append(f"  blacklist: {len(s.blacklist)} programs; allow dangerous: {'YES' if s.allow_dangerous else 'no'}")
+    out.append(f"  timeout: {s.cmd_timeout_s:g}s by default, {s.max_timeout_s:g}s at most")
+    out.append(f"  output cap: {s.max_output_bytes} bytes per stream")
+    out.append(f"  child environment: PATH, LANG, HOME{''.join(', ' + n for n in s.env_allow)}")
+    out.append(f"  sensitive argument names: {', '.join(s.sensitive_keys)}")
+    out.append(f"  transport: {s.transport}")
+    out.append(
+        f"  guards (not enforced yet): rate limit {s.rate_limit_rps:g}/s burst {s.rate_limit_burst}, "
+        f"max concurrent {s.max_concurrent}, circuit {s.circuit_threshold} failures / {s.circuit_timeout_s:g}s"
+    )
+    out += [f"warning: {w}" for w in warnings_for(loaded)]
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``trio-exec`` command; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    try:
+        loaded = load_settings(argv, environ)
+        ctx, templates = compile_all(loaded.settings)
+    except ConfigError as e:
+        print(f"trio-exec: error: {e.message}", file=sys.stderr)
+        return 2
+    if loaded.settings.dry_run:
+        print(dry_run_report(loaded, templates))
+        return 0
+    from trio_exec import app  # the MCP SDK is slow to import: only when serving
+
+    return app.run(loaded.settings, ctx, templates, warnings_for(loaded))

@@ -1,0 +1,269 @@
+"""MCP handlers: ``tools/list`` and ``tools/call``; domain results become ``CallToolResult`` here.
+
+This is the one place where the error tree meets the protocol: protocol misuse (unknown
+tool, arguments that break the published ``inputSchema``) is a JSON-RPC -32602 error; every
+``ToolError`` is a result with ``isError: true`` and ``structuredContent.error``; a command
+that ran to completion is ``isError: false`` whatever its exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import jsonschema
+import mcp_types as types
+from loguru import logger
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.shared.exceptions import MCPError
+
+from trio_exec import __version__, runner
+from trio_exec.config import ANNOTATION_KEYS, Settings
+from trio_exec.errors import InvalidParams, OutputLimit, TimedOut, ToolError
+from trio_exec.templates import Context, Template, describe, input_schema, render
+
+OUTPUT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "exit_code": {"type": ["integer", "null"]},
+        "signal": {"type": ["integer", "null"]},
+        "stdout": {"type": "string"},
+        "stderr": {"type": "string"},
+        "stdout_truncated": {"type": "boolean"},
+        "stderr_truncated": {"type": "boolean"},
+        "timed_out": {"type": "boolean"},
+        "duration_ms": {"type": "number"},
+        "error": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "argument": {"type": ["string", "null"]},
+                        "retry_after_s": {"type": ["number", "null"]},
+                    },
+                    "required": ["code", "message", "argument", "retry_after_s"],
+                    "additionalProperties": False,
+                },
+            ]
+        },
+    },
+    "required": [
+        "exit_code",
+        "signal",
+        "stdout",
+        "stderr",
+        "stdout_truncated",
+        "stderr_truncated",
+        "timed_out",
+        "duration_ms",
+        "error",
+    ],
+    "additionalProperties": False,
+}
+
+
+@attrs.frozen
+class Entry:
+    """A published tool: its template, schema and schema validator."""
+
+    template: Template
+    tool: types.Tool
+    validator: jsonschema.protocols.Validator
+
+
+@attrs.frozen
+class Service:
+    """The tools a server publishes and how it runs them."""
+
+    settings: Settings
+    context: Context
+    entries: Mapping[str, Entry]
+
+    @classmethod
+    def create(cls, settings: Settings, context: Context, templates: list[Template]) -> Service:
+        entries = {}
+        for t in templates:
+            stdin = t.spec.stdin
+            schema = input_schema(t, max_timeout_s=settings.max_timeout_s, stdin=stdin)
+            annotations = None
+            if t.spec.annotations:
+                annotations = types.ToolAnnotations.model_validate(
+                    {ANNOTATION_KEYS[k]: v for k, v in t.spec.annotations.items()}
+                )
+            tool = types.Tool(
+                name=t.name,
+                description=describe(t),
+                input_schema=schema,
+                output_schema=OUTPUT_SCHEMA,
+                annotations=annotations,
+            )
+            validator = jsonschema.Draft202012Validator(schema)
+            entries[t.name] = Entry(template=t, tool=tool, validator=validator)
+        return cls(settings=settings, context=context, entries=entries)
+
+    def plan(self, entry: Entry, arguments: Mapping[str, Any]) -> runner.ExecPlan:
+        """Validate and render a call; raises ``Rejected`` before anything starts."""
+        t = entry.template
+        argv = render(t, arguments, self.context)
+        s = self.settings
+        timeout = t.spec.timeout_s or s.cmd_timeout_s
+        if "timeout" in arguments:
+            timeout = float(arguments["timeout"])
+        timeout = min(timeout, s.max_timeout_s)
+        home = s.base_path or tempfile.gettempdir()
+        stdin = arguments.get("stdin")
+        return runner.ExecPlan(
+            argv=argv,
+            cwd=t.spec.cwd or s.base_path or os.getcwd(),
+            env=runner.child_env(search_path=s.search_path, home=home, passthrough=s.passthrough_env, extra=t.spec.env),
+            stdin=stdin.encode() if isinstance(stdin, str) else None,
+            timeout_s=timeout,
+            max_output_bytes=s.max_output_bytes,
+        )
+
+
+def check_arguments(entry: Entry, arguments: Mapping[str, Any]) -> None:
+    """The low-level Server does not validate against ``inputSchema``; we do."""
+    error = jsonschema.exceptions.best_match(entry.validator.iter_errors(dict(arguments)))
+    if error is not None:
+        raise InvalidParams(f"tool {entry.tool.name!r}: {_schema_problem(error)}")
+
+
+_SCHEMA_RULES = {
+    "type": "must be of type {}",
+    "maxLength": "is longer than {} characters",
+    "enum": "must be one of {}",
+    "pattern": "must match the pattern {}",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "exclusiveMinimum": "must be greater than {}",
+}
+
+
+def _schema_problem(error: jsonschema.ValidationError) -> str:
+    # Never echo the value: it may be a secret. Property names and rules are safe to show.
+    if error.validator in ("required", "additionalProperties"):
+        return str(error.message)
+    where = f"argument {error.path[0]!r}" if error.path else "arguments"
+    rule = _SCHEMA_RULES.get(str(error.validator), f"breaks the schema rule {error.validator}")
+    return f"{where} {rule.format(error.validator_value)}"
+
+
+def completed(result: runner.RunResult) -> types.CallToolResult:
+    """A command that started: ran to completion (isError false), or was stopped by us."""
+    error: ToolError | None = None
+    if result.timed_out:
+        error = TimedOut(f"the command did not finish within its timeout ({result.duration_s:.1f}s elapsed)")
+    elif result.output_limited:
+        error = OutputLimit("the command printed more than the output limit and was stopped")
+    content = {
+        "exit_code": result.exit_code,
+        "signal": result.signal,
+        "stdout": result.stdout.decode("utf-8", errors="replace"),
+        "stderr": result.stderr.decode("utf-8", errors="replace"),
+        "stdout_truncated": result.stdout_truncated,
+        "stderr_truncated": result.stderr_truncated,
+        "timed_out": result.timed_out,
+        "duration_ms": round(result.duration_s * 1000, 3),
+        "error": None if error is None else _error_dict(error),
+    }
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=_text(content))],
+        structured_content=content,
+        is_error=error is not None,
+    )
+
+
+def failed(error: ToolError) -> types.CallToolResult:
+    """A call that did not start a command (rejected, refused, spawn failure)."""
+    content = {
+        "exit_code": None,
+        "signal": None,
+        "stdout": "",
+        "stderr": "",
+        "stdout_truncated": False,
+        "stderr_truncated": False,
+        "timed_out": False,
+        "duration_ms": 0.0,
+        "error": _error_dict(error),
+    }
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=_text(content))],
+        structured_content=content,
+        is_error=True,
+    )
+
+
+def _error_dict(error: ToolError) -> dict[str, Any]:
+    return {
+        "code": error.code,
+        "message": error.message,
+        "argument": error.argument,
+        "retry_after_s": error.retry_after_s,
+    }
+
+
+def _text(c: Mapping[str, Any]) -> str:
+    lines = []
+    if c["error"] is not None:
+        lines.append(f"error ({c['error']['code']}): {c['error']['message']}")
+    if c["exit_code"] is not None:
+        lines.append(f"exit code: {c['exit_code']}")
+    elif c["signal"] is not None:
+        lines.append(f"killed by signal {c['signal']}")
+    for stream in ("stdout", "stderr"):
+        if c[stream]:
+            cut = " (truncated)" if c[f"{stream}_truncated"] else ""
+            lines.append(f"--- {stream}{cut} ---\n{c[stream]}")
+    return "\n".join(lines)
+
+
+def build_server(service: Service) -> Server[Any]:
+    """The low-level MCP server publishing ``service``'s tools."""
+    tools = [e.tool for e in service.entries.values()]
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+        entry = service.entries.get(params.name)
+        arguments = params.arguments or {}
+        try:
+            if entry is None:
+                raise InvalidParams(f"unknown tool {params.name!r}")
+            check_arguments(entry, arguments)
+        except InvalidParams as e:
+            raise MCPError(code=InvalidParams.jsonrpc_code, message=e.message) from None
+        try:
+            plan = service.plan(entry, arguments)
+            result = await runner.run(plan)
+        except ToolError as e:
+            logger.info("tool {} {}: {}", params.name, e.code, e.message)
+            return failed(e)
+        logger.debug(
+            "tool {} exit={} signal={} in {:.1f} ms",
+            params.name,
+            result.exit_code,
+            result.signal,
+            result.duration_s * 1000,
+        )
+        return completed(result)
+
+    return Server(
+        "trio-exec",
+        version=__version__,
+        instructions="Runs operator-approved commands. Each tool runs one fixed program; arguments are "
+        "validated and passed as argv, never through a shell.",
+        get_tool_input_schema=lambda name: e.tool.input_schema if (e := service.entries.get(name)) else None,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
