@@ -1,0 +1,44 @@
+"""Quality gates: lint, typing, tests on every Python 3.10-3.13 found, branch coverage floor."""
+
+from __future__ import annotations
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+COVERAGE_FLOOR = 85  # only ever goes up
+
+nox.options.sessions = ["lint", "typing", "tests", "coverage"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    session.install("mypy>=1.11", "types-jsonschema", "-e", ".[test]")
+    session.run("mypy", "--strict", "trio_exec")
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        *session.posargs,
+        env={"COVERAGE_FILE": f".coverage.{session.python}", "COVERAGE_PROCESS_START": "pyproject.toml"},
+    )
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    session.install("coverage[toml]>=7.10")
+    session.run("coverage", "combine", *[f".coverage.{py}" for py in PYTHONS], success_codes=[0, 1])
+    session.run("coverage", "report", f"--fail-under={COVERAGE_FLOOR}")
