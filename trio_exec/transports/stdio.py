@@ -1,77 +1,65 @@
-"""The stdio transport: the SDK's stdio server over trio-native, cancellable fd streams.
+"""The stdio transport: newline-delimited JSON-RPC on stdin/stdout, trio-native.
 
-The SDK's default stdin reader blocks in a worker thread that trio cannot cancel, so a signal
-would hang shutdown; here the wire is read and written with ``trio.lowlevel.FdStream`` instead
-(no thread, no per-message thread hop). As the SDK does, fd 0 is pointed at /dev/null and fd 1
-at stderr while serving, so nothing but JSON-RPC can ever reach the wire.
+Why not the SDK's ``stdio_server``: it reads stdin in a worker thread that trio cannot cancel
+(a signal would hang shutdown), and it serialises every message to a ``str`` and copies it
+twice more before writing (a 1 MiB result of binary output cost 40 MB). Here the wire is read
+and written through ``trio.lowlevel.FdStream``: messages are parsed from bytes and serialised
+straight to UTF-8 bytes with the SDK's own message adapter, so the server's memory stays
+bounded and no thread is involved. As the SDK does, fd 0 points at /dev/null and fd 1 at
+stderr while serving, so nothing but JSON-RPC can ever reach the wire.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
+import anyio
+import mcp_types as types
 import trio
 from mcp.server.lowlevel.server import Server
-from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
 
-MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message; a larger one is dropped, not buffered
+MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message; a larger one is refused, never buffered
 _CHUNK = 64 * 1024
 
 
-class _Lines:
-    """The async text-file face the SDK reads: ``async for line in stdin``."""
-
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buf = bytearray()
-        self._start = 0
-        self._skipping = False
-
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> str:
-        while True:
-            end = self._buf.find(b"\n", self._start)
-            if end >= 0:
-                line = bytes(self._buf[self._start : end + 1])
-                self._start = end + 1
-                if self._start > _CHUNK:  # compact now and then, not on every line
-                    del self._buf[: self._start]
-                    self._start = 0
-                if self._skipping:
-                    self._skipping = False
-                    return "{}\n"  # the tail of an oversized message: invalid, answered as such
-                return line.decode("utf-8", errors="replace")
-            chunk = await self._stream.receive_some(_CHUNK)
-            if not chunk:
-                rest = bytes(self._buf[self._start :])
-                self._buf.clear()
-                self._start = 0
-                if rest and not self._skipping:
-                    return rest.decode("utf-8", errors="replace")
-                raise StopAsyncIteration
-            self._buf += chunk
-            if len(self._buf) - self._start > MAX_LINE_BYTES:
-                self._buf.clear()
-                self._start = 0
-                self._skipping = True
+async def read_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes | None]:
+    """Lines of ``stream`` without their newline; ``None`` stands for a line over MAX_LINE_BYTES."""
+    buf = bytearray()
+    start = 0
+    skipping = False
+    while True:
+        end = buf.find(b"\n", start)
+        if end >= 0:
+            line = bytes(buf[start:end])
+            start = end + 1
+            if start > _CHUNK:  # compact now and then, not on every line
+                del buf[:start]
+                start = 0
+            if skipping:
+                skipping = False
+                yield None
+            elif line.strip():
+                yield line
+            continue
+        chunk = await stream.receive_some(_CHUNK)
+        if not chunk:
+            if start < len(buf) and not skipping and buf[start:].strip():
+                yield bytes(buf[start:])
+            return
+        buf += chunk
+        if len(buf) - start > MAX_LINE_BYTES:
+            buf.clear()
+            start = 0
+            skipping = True
 
 
-class _Writer:
-    """The async text-file face the SDK writes: ``write`` then ``flush``."""
-
-    def __init__(self, stream: trio.abc.SendStream) -> None:
-        self._stream = stream
-
-    async def write(self, text: str) -> None:
-        await self._stream.send_all(text.encode("utf-8"))
-
-    async def flush(self) -> None:
-        return None
+def encode(message: SessionMessage) -> bytes:
+    """One message as UTF-8 JSON bytes (no intermediate ``str``)."""
+    return types.jsonrpc_message_adapter.dump_json(message.message, by_alias=True, exclude_unset=True)
 
 
 @contextmanager
@@ -94,9 +82,38 @@ def _claim_wire() -> Iterator[tuple[int, int]]:
 
 async def serve_stdio(server: Server[Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve one client on stdin/stdout until stdin reaches EOF (or we are cancelled)."""
+    incoming_tx, incoming_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    outgoing_tx, outgoing_rx = anyio.create_memory_object_stream[SessionMessage](0)
+
+    async def pump_in(rx: trio.abc.ReceiveStream) -> None:
+        async with incoming_tx:
+            async for line in read_lines(rx):
+                try:
+                    if line is None:
+                        raise ValueError(f"message larger than {MAX_LINE_BYTES} bytes")
+                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                except Exception as exc:  # the SDK answers a parse error to the client
+                    await incoming_tx.send(exc)
+                    continue
+                await incoming_tx.send(SessionMessage(message))
+
+    async def pump_out(tx: trio.abc.SendStream) -> None:
+        async with outgoing_rx:
+            async for message in outgoing_rx:
+                data = encode(message)
+                if len(data) < _CHUNK:
+                    await tx.send_all(data + b"\n")
+                else:  # large: two writes rather than one more copy
+                    await tx.send_all(data)
+                    await tx.send_all(b"\n")
+
     with _claim_wire() as (wire_in, wire_out):
-        async with trio.lowlevel.FdStream(wire_in) as rx, trio.lowlevel.FdStream(wire_out) as tx:
-            stdin, stdout = cast(Any, _Lines(rx)), cast(Any, _Writer(tx))
-            async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):
-                task_status.started()
-                await server.run(read_stream, write_stream, server.create_initialization_options())
+        async with (
+            trio.lowlevel.FdStream(wire_in) as rx,
+            trio.lowlevel.FdStream(wire_out) as tx,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(pump_in, rx)
+            nursery.start_soon(pump_out, tx)
+            task_status.started()
+            await server.run(incoming_rx, outgoing_tx, server.create_initialization_options())
