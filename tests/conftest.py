@@ -10,7 +10,56 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 
 import pytest
+import trio
 from mcp import Client, StdioServerParameters
+
+
+def sleeper(marker: str, secs: int = 300) -> str:
+    """Shell words for a process that sleeps and carries ``marker`` in its command line."""
+    return f"{sys.executable} -c 'import time; time.sleep({secs})' {marker}"
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line contains ``marker``."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    with open(f"/proc/{pid}/stat") as s:
+                        if s.read().split(") ", 1)[1].startswith("Z"):
+                            continue  # a zombie has already finished
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def assert_gone(marker: str, within_s: float = 5.0) -> None:
+    """Every process carrying ``marker`` is dead (SIGKILL delivery is asynchronous: bounded wait)."""
+    deadline = time.monotonic() + within_s
+    while (left := processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert left == [], f"processes survived: {[(pid, _describe(pid)) for pid in left]}"
+
+
+async def until_gone(marker: str, within_s: float = 5.0) -> None:
+    """``assert_gone`` without blocking the event loop (the client may still have messages to send)."""
+    await trio.to_thread.run_sync(assert_gone, marker, within_s)
+
+
+def _describe(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(") ", 1)[1].split()
+    except OSError:
+        return "(gone)"
+    return f"{cmdline.strip()} [state {fields[0]}, ppid {fields[1]}, pgid {fields[2]}]"
+
 
 MODES = ["auto", "legacy"]  # the 2026-07-28 protocol (no handshake) and the legacy initialize handshake
 

@@ -214,3 +214,37 @@ def test_network_settings_on_stdio_are_accepted_with_a_warning() -> None:
     assert "--auth-token is for network transports and is ignored on stdio" in proc.stdout
     assert "--max-concurrent is not enforced by this version yet" in proc.stdout
     assert "s3cret-value" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("512M", 512 * 1024**2), ("2g", 2 * 1024**3), ("1048576", 1048576), ("64KiB", 65536)]
+)
+def test_sizes_take_binary_suffixes(value: str, expected: int) -> None:
+    assert settings([*ECHO, "--limit-memory", value]).limits.memory_bytes == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "0", "1.5M"])
+def test_bad_sizes_are_configuration_errors(value: str) -> None:
+    with pytest.raises(ConfigError, match="--limit-fsize"):
+        settings([*ECHO, "--limit-fsize", value])
+
+
+def test_limits_need_prlimit_on_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="prlimit"):
+        load_settings([*ECHO, "--limit-cpu", "5"], {"PATH": str(tmp_path)})
+    s = settings([*ECHO, "--limit-cpu", "5", "--limit-nofile", "64"])
+    assert s.prlimit_path is not None
+    assert (s.limits.cpu_s, s.limits.nofile, s.limits.memory_bytes) == (5, 64, None)
+
+
+def test_dry_run_shows_resource_limits() -> None:
+    proc = run_cli("-d", *ECHO, "--limit-memory", "256M", "--limit-nproc", "50")
+    assert proc.returncode == 0, proc.stderr
+    assert "resource limits: memory 268435456, nproc 50 (via " in proc.stdout
+
+
+def test_readme_documents_every_option_and_variable() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for o in OPTIONS:
+        assert f"`{o.short + ', ' if o.short else ''}{o.long}" in readme, o.long
+        assert f"`{o.env}`" in readme, o.env

@@ -4,53 +4,22 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 
 import pytest
 import trio
 import trio.testing
 
+from tests.conftest import assert_gone, sleeper
 from trio_exec.errors import SpawnFailed
 from trio_exec.runner import ExecPlan, child_env, run
 
 PY = sys.executable
 
 
-def sleeper(marker: str, secs: int = 300) -> str:
-    """A shell word list for a process that sleeps and carries ``marker`` in its command line."""
-    return f"{PY} -c 'import time; time.sleep({secs})' {marker}"
-
-
 def plan(*argv: str, **kw: object) -> ExecPlan:
     env = child_env(search_path="/usr/bin:/bin", home="/tmp", passthrough={}, extra={})
     return ExecPlan(argv=(PY, *argv) if argv and argv[0] == "-c" else argv, cwd="/tmp", env=env, **kw)  # type: ignore[arg-type]
-
-
-def processes_with(marker: str) -> list[int]:
-    """Pids of live processes whose command line contains ``marker``."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    with open(f"/proc/{pid}/stat") as s:
-                        if s.read().split(") ", 1)[1].startswith("Z"):
-                            continue  # a zombie has already finished
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
-def assert_gone(marker: str, within_s: float = 5.0) -> None:
-    """Every process carrying ``marker`` is dead (SIGKILL delivery is asynchronous: bounded wait)."""
-    deadline = time.monotonic() + within_s
-    while (left := processes_with(marker)) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert left == [], f"processes survived: {left}"
 
 
 async def test_output_and_exit_code_are_kept() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -20,7 +21,7 @@ import docopt
 
 from trio_exec import __version__
 from trio_exec.binaries import DEFAULT_BLACKLIST
-from trio_exec.config import Settings, ToolSpec, load_toml, split_config
+from trio_exec.config import Limits, Settings, ToolSpec, load_toml, split_config
 from trio_exec.errors import ConfigError
 from trio_exec.templates import Context, Template, compile_tool, describe, input_schema, parse_specs
 from trio_exec.validation import PathPolicy
@@ -57,6 +58,25 @@ def _number(kind: type[int] | type[float], *, minimum: float = 0, strict: bool =
         return value
 
     return convert
+
+
+_SIZE_SUFFIXES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _size(text: Any, what: str) -> int:
+    """A byte count: an integer with an optional K, M, G or T suffix (powers of 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        raw = str(text).strip().lower().removesuffix("b").removesuffix("i")
+        suffix = raw[-1:] if raw[-1:] in _SIZE_SUFFIXES else ""
+        number = raw[: len(raw) - len(suffix)]
+        if not number.isdigit():
+            raise ConfigError(f"{what} must be a size such as 512M or 1048576, not {text!r}")
+        value = int(number) * _SIZE_SUFFIXES[suffix]
+    if value < 1:
+        raise ConfigError(f"{what} must be at least 1 byte")
+    return value
 
 
 def _names(text: Any, what: str) -> tuple[str, ...]:
@@ -202,6 +222,46 @@ OPTIONS: tuple[Opt, ...] = (
         convert=_names,
         metavar="<names>",
         default=(),
+    ),
+    Opt(
+        "--limit-memory",
+        "limit_memory",
+        "MCP_EXEC_LIMIT_MEMORY",
+        "Address-space limit of each command (prlimit --as), e.g. 512M.",
+        convert=_size,
+        metavar="<bytes>",
+    ),
+    Opt(
+        "--limit-cpu",
+        "limit_cpu",
+        "MCP_EXEC_LIMIT_CPU",
+        "CPU seconds of each command (prlimit --cpu).",
+        convert=_number(int),
+        metavar="<secs>",
+    ),
+    Opt(
+        "--limit-fsize",
+        "limit_fsize",
+        "MCP_EXEC_LIMIT_FSIZE",
+        "Largest file a command may write (prlimit --fsize), e.g. 10M.",
+        convert=_size,
+        metavar="<bytes>",
+    ),
+    Opt(
+        "--limit-nofile",
+        "limit_nofile",
+        "MCP_EXEC_LIMIT_NOFILE",
+        "Open files per command (prlimit --nofile).",
+        convert=_number(int),
+        metavar="<n>",
+    ),
+    Opt(
+        "--limit-nproc",
+        "limit_nproc",
+        "MCP_EXEC_LIMIT_NPROC",
+        "Processes of the command's user (prlimit --nproc; does not bind root).",
+        convert=_number(int),
+        metavar="<n>",
     ),
     Opt(
         "--log-level",
@@ -418,6 +478,22 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         raise ConfigError(f"transport {merged['transport']!r} is not available in this version yet; use stdio")
     # A listed name that is unset in the server's environment is simply not passed.
     passthrough = {n: environ[n] for n in merged["env_allow"] if n in environ}
+    limits = Limits(
+        memory_bytes=merged["limit_memory"],
+        cpu_s=merged["limit_cpu"],
+        fsize_bytes=merged["limit_fsize"],
+        nofile=merged["limit_nofile"],
+        nproc=merged["limit_nproc"],
+    )
+    search_path = environ.get("PATH", os.defpath)
+    prlimit_path = None
+    if limits.any():
+        prlimit_path = shutil.which("prlimit", path=search_path)
+        if prlimit_path is None:
+            raise ConfigError(
+                "--limit-* options need the prlimit program (util-linux) and it is not on PATH; "
+                "install util-linux or drop the limits"
+            )
     fields = {f.name for f in attrs.fields(Settings)}
     values = {k: v for k, v in merged.items() if k in fields}
     values.update(
@@ -425,7 +501,9 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         base_path=base_path or None,
         validate_paths=not merged["no_validate_paths"],
         passthrough_env=passthrough,
-        search_path=environ.get("PATH", os.defpath),
+        search_path=search_path,
+        limits=limits,
+        prlimit_path=prlimit_path,
         config_path=config_path or None,
     )
     return Loaded(settings=Settings(**values), explicit=explicit)
@@ -485,6 +563,20 @@ def dry_run_report(loaded: Loaded, templates: list[Template]) -> str:
     out.append(f"  blacklist: {len(s.blacklist)} programs; allow dangerous: {'YES' if s.allow_dangerous else 'no'}")
     out.append(f"  timeout: {s.cmd_timeout_s:g}s by default, {s.max_timeout_s:g}s at most")
     out.append(f"  output cap: {s.max_output_bytes} bytes per stream")
+    lim = s.limits
+    applied = [
+        f"{name} {value}"
+        for name, value in (
+            ("memory", lim.memory_bytes),
+            ("cpu", lim.cpu_s),
+            ("fsize", lim.fsize_bytes),
+            ("nofile", lim.nofile),
+            ("nproc", lim.nproc),
+        )
+        if value is not None
+    ]
+    limits_text = f"{', '.join(applied)} (via {s.prlimit_path})" if applied else "none"
+    out.append(f"  resource limits: {limits_text}")
     out.append(f"  child environment: PATH, LANG, HOME{''.join(', ' + n for n in s.env_allow)}")
     out.append(f"  sensitive argument names: {', '.join(s.sensitive_keys)}")
     out.append(f"  transport: {s.transport}")

@@ -87,7 +87,8 @@ class Settings:
     env_allow: tuple[str, ...] = ()
     passthrough_env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     search_path: str = "/usr/local/bin:/usr/bin:/bin"
-    limits: Limits = Limits()
+    limits: Limits = attrs.field(factory=Limits)
+    prlimit_path: str | None = None
     log_level: str = "info"
     dry_run: bool = False
     transport: str = "stdio"

@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping
 import attrs
 import trio
 
-from trio_exec.errors import SpawnFailed
+from trio_exec.config import Limits
+from trio_exec.errors import ConfigError, SpawnFailed
 
 KILL_GRACE_S = 1.0
 _CHUNK = 64 * 1024
@@ -57,6 +58,27 @@ class RunResult:
         return self.stdout_truncated or self.stderr_truncated
 
 
+def limits_prefix(limits: Limits, prlimit_path: str | None) -> tuple[str, ...]:
+    """The ``prlimit`` wrapper that applies ``limits`` to a command (empty when none is set).
+
+    A wrapper rather than ``preexec_fn``: that would force fork instead of vfork (milliseconds
+    per spawn) and is not thread-safe. Soft and hard limits are both set, so the command
+    cannot raise them again.
+    """
+    if not limits.any():
+        return ()
+    if prlimit_path is None:
+        raise ConfigError("resource limits need the prlimit program (util-linux), which was not found")
+    options = {
+        "--as": limits.memory_bytes,
+        "--cpu": limits.cpu_s,
+        "--fsize": limits.fsize_bytes,
+        "--nofile": limits.nofile,
+        "--nproc": limits.nproc,
+    }
+    return (prlimit_path, *(f"{k}={v}" for k, v in options.items() if v is not None), "--")
+
+
 def child_env(
     *, search_path: str, home: str, passthrough: Mapping[str, str], extra: Mapping[str, str]
 ) -> dict[str, str]:
@@ -67,16 +89,35 @@ def child_env(
     return env
 
 
+class OutputWatch:
+    """What a command printed last (for progress messages): one short line, never the whole output."""
+
+    MAX_CHARS = 200
+
+    def __init__(self) -> None:
+        self.last_line = ""
+        self.bytes_out = 0
+
+    def saw(self, chunk: bytes | bytearray) -> None:
+        self.bytes_out += len(chunk)
+        lines = [line for line in chunk[-4 * self.MAX_CHARS :].splitlines() if line.strip()]
+        if lines:
+            self.last_line = lines[-1][-self.MAX_CHARS :].decode("utf-8", errors="replace")
+
+
 class _Capture:
     """Keeps at most ``limit`` bytes of a stream and drains (discards) the rest."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, watch: OutputWatch | None) -> None:
         self.data = bytearray()
         self.limit = limit
         self.truncated = False
+        self.watch = watch
 
     async def drain(self, stream: trio.abc.ReceiveStream, on_overflow: Callable[[], None]) -> None:
         while chunk := await stream.receive_some(_CHUNK):
+            if self.watch is not None:
+                self.watch.saw(chunk)
             room = self.limit - len(self.data)
             if len(chunk) <= room:
                 self.data += chunk
@@ -112,8 +153,11 @@ async def _stop(proc: trio.Process) -> None:
     await proc.wait()
 
 
-async def run(plan: ExecPlan) -> RunResult:
-    """Run ``plan`` to completion, timeout or cancellation; never leaves a process behind."""
+async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
+    """Run ``plan`` to completion, timeout or cancellation; never leaves a process behind.
+
+    ``watch``, when given, sees every chunk of output as it arrives (for progress reports).
+    """
     started = trio.current_time()
     try:
         proc = await trio.lowlevel.open_process(
@@ -130,7 +174,7 @@ async def run(plan: ExecPlan) -> RunResult:
     stdout, stderr, stdin = proc.stdout, proc.stderr, proc.stdin
     if stdout is None or stderr is None:  # pragma: no cover - we asked for pipes
         raise RuntimeError("the process has no output pipes")
-    out, err = _Capture(plan.max_output_bytes), _Capture(plan.max_output_bytes)
+    out, err = _Capture(plan.max_output_bytes, watch), _Capture(plan.max_output_bytes, watch)
 
     def overflow() -> None:
         _killpg(proc.pid, signal.SIGKILL)

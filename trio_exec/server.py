@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import jsonschema
 import mcp_types as types
+import trio
 from loguru import logger
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -120,7 +121,7 @@ class Service:
         home = s.base_path or tempfile.gettempdir()
         stdin = arguments.get("stdin")
         return runner.ExecPlan(
-            argv=argv,
+            argv=runner.limits_prefix(s.limits, s.prlimit_path) + argv,
             cwd=t.spec.cwd or s.base_path or os.getcwd(),
             env=runner.child_env(search_path=s.search_path, home=home, passthrough=s.passthrough_env, extra=t.spec.env),
             stdin=stdin.encode() if isinstance(stdin, str) else None,
@@ -210,6 +211,9 @@ def _error_dict(error: ToolError) -> dict[str, Any]:
     }
 
 
+TEXT_PREVIEW_CHARS = 64 * 1024  # per stream; the full output is in structuredContent
+
+
 def _text(c: Mapping[str, Any]) -> str:
     lines = []
     if c["error"] is not None:
@@ -219,10 +223,36 @@ def _text(c: Mapping[str, Any]) -> str:
     elif c["signal"] is not None:
         lines.append(f"killed by signal {c['signal']}")
     for stream in ("stdout", "stderr"):
-        if c[stream]:
+        body: str = c[stream]
+        if body:
             cut = " (truncated)" if c[f"{stream}_truncated"] else ""
-            lines.append(f"--- {stream}{cut} ---\n{c[stream]}")
+            if len(body) > TEXT_PREVIEW_CHARS:
+                more = len(body) - TEXT_PREVIEW_CHARS
+                body = f"{body[:TEXT_PREVIEW_CHARS]}\n[... {more} more characters in structuredContent.{stream}]"
+            lines.append(f"--- {stream}{cut} ---\n{body}")
     return "\n".join(lines)
+
+
+PROGRESS_INTERVAL_S = 2.0  # well under the 5 s that clients with idle timeouts need
+
+
+async def _run_reporting_progress(ctx: ServerRequestContext[Any], plan: runner.ExecPlan) -> runner.RunResult:
+    """Run ``plan`` while sending ``notifications/progress`` (message: the latest output line)."""
+    watch = runner.OutputWatch()
+    started = trio.current_time()
+
+    async def tick() -> None:
+        while True:
+            await trio.sleep(PROGRESS_INTERVAL_S)
+            elapsed = trio.current_time() - started
+            message = watch.last_line or f"running for {elapsed:.0f}s"
+            await ctx.session.report_progress(round(elapsed, 3), None, message)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tick)
+        result = await runner.run(plan, watch)
+        nursery.cancel_scope.cancel()
+    return result
 
 
 def build_server(service: Service) -> Server[Any]:
@@ -245,7 +275,8 @@ def build_server(service: Service) -> Server[Any]:
             raise MCPError(code=InvalidParams.jsonrpc_code, message=e.message) from None
         try:
             plan = service.plan(entry, arguments)
-            result = await runner.run(plan)
+            token = (ctx.meta or {}).get("progress_token")
+            result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
         except ToolError as e:
             logger.info("tool {} {}: {}", params.name, e.code, e.message)
             return failed(e)
