@@ -243,3 +243,18 @@ async def test_the_process_limit_is_applied(tmp_path: Path) -> None:
     assert result.structured_content is not None
     (line,) = [x for x in result.structured_content["stdout"].splitlines() if x.startswith("Max processes")]
     assert line.split()[2:4] == ["7", "7"]
+
+
+async def test_a_command_cannot_read_the_servers_secrets_from_proc() -> None:
+    token, app_secret = f"tok-{uuid.uuid4().hex}", f"app-{uuid.uuid4().hex}"
+    env = {"APP_SECRET_TOKEN": app_secret, "MCP_EXEC_AUTH_TOKEN": token, "PLAIN_SETTING": "visible-value"}
+    spy = "/bin/sh -c 'cat /proc/$PPID/environ; echo; cat /proc/$PPID/cmdline'"
+    async with connect("--allow-dangerous", "--auth-token", token, "--cmd", f'spy|"{spy}"', env=env) as client:
+        result = await client.call_tool("spy", {})
+    assert result.structured_content is not None
+    out = result.structured_content["stdout"]
+    assert token not in out
+    assert app_secret not in out
+    assert "APP_SECRET_TOKEN=" in out  # the names stay visible, only values are blanked
+    assert "--auth-token" in out
+    assert "PLAIN_SETTING=visible-value" in out

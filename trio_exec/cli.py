@@ -19,12 +19,12 @@ from typing import Any
 import attrs
 import docopt
 
-from trio_exec import __version__
+from trio_exec import __version__, procfs
 from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.config import Limits, Settings, ToolSpec, load_toml, split_config
 from trio_exec.errors import ConfigError
 from trio_exec.templates import Context, Template, compile_tool, describe, input_schema, parse_specs
-from trio_exec.validation import PathPolicy
+from trio_exec.validation import PathPolicy, is_sensitive
 
 DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credential")
 LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
@@ -601,6 +601,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if loaded.settings.dry_run:
         print(dry_run_report(loaded, templates))
         return 0
+    s = loaded.settings
+    # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank the secrets there.
+    procfs.scrub_environment(lambda name: name == "MCP_EXEC_AUTH_TOKEN" or is_sensitive(name, s.sensitive_keys))
+    procfs.scrub_arguments(["--auth-token"])
     from trio_exec import app  # the MCP SDK is slow to import: only when serving
 
     return app.run(loaded.settings, ctx, templates, warnings_for(loaded))
