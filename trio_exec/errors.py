@@ -69,3 +69,21 @@ class OutputLimit(ToolError):
     """The command printed more than the output cap and was stopped."""
 
     code = "output_limit"
+
+
+class Busy(ToolError):
+    """``--max-concurrent`` commands are already running."""
+
+    code = "busy"
+
+
+class RateLimited(ToolError):
+    """The client's (or the server's) token bucket is empty; ``retry_after_s`` says when to retry."""
+
+    code = "rate_limited"
+
+
+class CircuitOpen(ToolError):
+    """This tool's circuit breaker is open; ``retry_after_s`` says when a probe is allowed."""
+
+    code = "circuit_open"
