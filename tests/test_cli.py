@@ -198,7 +198,6 @@ def test_version_and_help() -> None:
     for o in OPTIONS:
         assert o.long in help_text
         assert o.env in help_text
-    assert "not enforced yet" in help_text
 
 
 def test_main_returns_two_on_configuration_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -209,11 +208,34 @@ def test_main_returns_two_on_configuration_errors(capsys: pytest.CaptureFixture[
 
 
 def test_network_settings_on_stdio_are_accepted_with_a_warning() -> None:
-    proc = run_cli("-d", *ECHO, "--auth-token", "s3cret-value", "--max-concurrent", "3")
+    proc = run_cli("-d", *ECHO, "--auth-token", "s3cret-value", "--bind", "0.0.0.0:1")
     assert proc.returncode == 0
     assert "--auth-token is for network transports and is ignored on stdio" in proc.stdout
-    assert "--max-concurrent is not enforced by this version yet" in proc.stdout
+    assert "--bind is for network transports and is ignored on stdio" in proc.stdout
+    assert "--auth-token on the command line is visible in ps" in proc.stdout
     assert "s3cret-value" not in proc.stdout + proc.stderr
+
+
+def test_dry_run_shows_the_guards_and_the_audit_log(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    proc = run_cli("-d", *ECHO, "--max-concurrent", "3", "--audit-log", str(audit), "--audit-rotate", "10M")
+    assert proc.returncode == 0, proc.stderr
+    assert "max concurrent 3" in proc.stdout
+    assert "rate limit 10/s burst 20 per client" in proc.stdout
+    assert f"audit log: {audit} (rotated at 10485760)" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--audit-log", "/nonexistent-dir-xyz/audit.jsonl"], "not writable"),
+        (["--audit-rotate", "10M"], "needs --audit-log"),
+        (["--log-format", "xml"], "one of"),
+    ],
+)
+def test_audit_and_log_option_errors(argv: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        settings([*ECHO, *argv])
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from loguru import logger
 from mcp.server.lowlevel.server import Server
 
 from trio_exec import __version__
-from trio_exec.audit import setup_logging
+from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import Settings
 from trio_exec.server import Service, build_server
 from trio_exec.templates import Context, Template
@@ -37,6 +37,7 @@ async def serve(service: Service) -> None:
     server = build_server(service)
     async with trio.open_nursery() as nursery:
         await nursery.start(_watch_signals, nursery.cancel_scope)
+        await nursery.start(service.guards.breaker_task)
         await nursery.start(_transport, server, nursery.cancel_scope)
         logger.info("serving {} tool(s) on stdio", len(service.entries))
 
@@ -51,16 +52,33 @@ async def _transport(
 
 def run(settings: Settings, context: Context, templates: list[Template], warnings: list[str]) -> int:
     """Configure logging and serve; returns the process exit code."""
-    setup_logging(settings.log_level)
+    secrets = [settings.auth_token] if settings.auth_token else []
+    setup_logging(settings.log_level, settings.log_format, secrets)
+    audit = Audit(settings.audit_log, settings.audit_rotate, secrets)
+    s = settings
     logger.info(
-        "trio-exec {} starting: transport={} tools={} base_path={} path_validation={}",
+        "trio-exec {} starting: transport={} tools={} base_path={} path_validation={} blacklist={} "
+        "allow_dangerous={} timeout={}s/max {}s output_cap={}B rate={}/s burst={} max_concurrent={} "
+        "circuit={}x/{}s limits={} audit={}",
         __version__,
-        settings.transport,
+        s.transport,
         ",".join(t.name for t in templates),
-        settings.base_path or "-",
-        "on" if settings.validate_paths else "off",
+        s.base_path or "-",
+        "on" if s.validate_paths else "off",
+        len(s.blacklist),
+        s.allow_dangerous,
+        s.cmd_timeout_s,
+        s.max_timeout_s,
+        s.max_output_bytes,
+        s.rate_limit_rps,
+        s.rate_limit_burst,
+        s.max_concurrent,
+        s.circuit_threshold,
+        s.circuit_timeout_s,
+        "on" if s.limits.any() else "off",
+        s.audit_log or "off",
     )
     for w in warnings:
         logger.warning(w)
-    trio.run(serve, Service.create(settings, context, templates))
+    trio.run(serve, Service.create(settings, context, templates, audit))
     return 0

@@ -30,7 +30,7 @@ DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credent
 LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
 TRANSPORTS = ("stdio", "streamable-http", "websocket")
 NETWORK_ONLY = ("bind", "auth_token", "stateful")
-NOT_YET_ENFORCED = ("rate_limit_rps", "rate_limit_burst", "max_concurrent", "circuit_threshold", "circuit_timeout_s")
+LOG_FORMATS = ("text", "json")
 
 
 def _bool(text: Any, what: str) -> bool:
@@ -273,6 +273,30 @@ OPTIONS: tuple[Opt, ...] = (
         default="info",
     ),
     Opt(
+        "--log-format",
+        "log_format",
+        "MCP_EXEC_LOG_FORMAT",
+        "Log lines as text or json (loguru's serialisation).",
+        convert=_choice(LOG_FORMATS),
+        metavar="<fmt>",
+        default="text",
+    ),
+    Opt(
+        "--audit-log",
+        "audit_log",
+        "MCP_EXEC_AUDIT_LOG",
+        "Write one JSON line per call and security event to this file ('-' = stderr).",
+        metavar="<path>",
+    ),
+    Opt(
+        "--audit-rotate",
+        "audit_rotate",
+        "MCP_EXEC_AUDIT_ROTATE",
+        "Rotate the audit file when it reaches this size, e.g. 10M (rotated files get a date suffix).",
+        convert=_size,
+        metavar="<bytes>",
+    ),
+    Opt(
         "--dry-run",
         "dry_run",
         "MCP_EXEC_DRY_RUN",
@@ -320,7 +344,7 @@ OPTIONS: tuple[Opt, ...] = (
         "--rate-limit-rps",
         "rate_limit_rps",
         "MCP_EXEC_RATE_LIMIT_RPS",
-        "Calls per second per client (not enforced yet).",
+        "Calls per second per client (the server as a whole takes 4x).",
         convert=_number(float),
         metavar="<n>",
         default=10.0,
@@ -330,7 +354,7 @@ OPTIONS: tuple[Opt, ...] = (
         "--rate-limit-burst",
         "rate_limit_burst",
         "MCP_EXEC_RATE_LIMIT_BURST",
-        "Burst size of the rate limit (not enforced yet).",
+        "Burst size of the rate limit.",
         convert=_number(int),
         metavar="<n>",
         default=20,
@@ -339,7 +363,7 @@ OPTIONS: tuple[Opt, ...] = (
         "--max-concurrent",
         "max_concurrent",
         "MCP_EXEC_MAX_CONCURRENT",
-        "Commands running at once (not enforced yet).",
+        "Commands running at once; more are refused with 'busy'.",
         convert=_number(int),
         metavar="<n>",
         default=50,
@@ -348,7 +372,7 @@ OPTIONS: tuple[Opt, ...] = (
         "--circuit-threshold",
         "circuit_threshold",
         "MCP_EXEC_CIRCUIT_THRESHOLD",
-        "Consecutive failures that open a tool's circuit (not enforced yet).",
+        "Consecutive execution failures that open a tool's circuit.",
         convert=_number(int),
         metavar="<n>",
         default=10,
@@ -357,7 +381,7 @@ OPTIONS: tuple[Opt, ...] = (
         "--circuit-timeout",
         "circuit_timeout_s",
         "MCP_EXEC_CIRCUIT_TIMEOUT_SECS",
-        "Seconds an open circuit waits before a probe (not enforced yet).",
+        "Seconds an open circuit waits before one probe call.",
         convert=_number(float),
         metavar="<secs>",
         default=60.0,
@@ -432,6 +456,7 @@ class Loaded:
 
     settings: Settings
     explicit: frozenset[str]
+    token_on_command_line: bool = False
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
@@ -476,6 +501,13 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         base_path = os.path.realpath(base_path)
     if merged["transport"] != "stdio":
         raise ConfigError(f"transport {merged['transport']!r} is not available in this version yet; use stdio")
+    audit_log = merged["audit_log"]
+    if audit_log and audit_log != "-":
+        folder = os.path.dirname(os.path.abspath(audit_log))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise ConfigError(f"--audit-log {audit_log!r}: folder {folder} does not exist or is not writable")
+    if merged["audit_rotate"] and audit_log in (None, "-"):
+        raise ConfigError("--audit-rotate needs --audit-log PATH (a file)")
     # A listed name that is unset in the server's environment is simply not passed.
     passthrough = {n: environ[n] for n in merged["env_allow"] if n in environ}
     limits = Limits(
@@ -506,7 +538,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         prlimit_path=prlimit_path,
         config_path=config_path or None,
     )
-    return Loaded(settings=Settings(**values), explicit=explicit)
+    return Loaded(settings=Settings(**values), explicit=explicit, token_on_command_line="auth_token" in cli)
 
 
 def compile_all(settings: Settings) -> tuple[Context, list[Template]]:
@@ -532,11 +564,8 @@ def warnings_for(loaded: Loaded) -> list[str]:
             for f in NETWORK_ONLY
             if f in loaded.explicit
         ]
-    notes += [
-        f"--{f.replace('_s', '').replace('_', '-')} is not enforced by this version yet"
-        for f in NOT_YET_ENFORCED
-        if f in loaded.explicit
-    ]
+    if s.auth_token and "auth_token" in loaded.explicit and loaded.token_on_command_line:
+        notes.append("--auth-token on the command line is visible in ps; prefer MCP_EXEC_AUTH_TOKEN")
     if s.base_path is None and s.validate_paths:
         notes.append("no --base-path: path arguments must be absolute and are not confined to a directory")
     if not s.validate_paths:
@@ -581,8 +610,12 @@ def dry_run_report(loaded: Loaded, templates: list[Template]) -> str:
     out.append(f"  sensitive argument names: {', '.join(s.sensitive_keys)}")
     out.append(f"  transport: {s.transport}")
     out.append(
-        f"  guards (not enforced yet): rate limit {s.rate_limit_rps:g}/s burst {s.rate_limit_burst}, "
+        f"  guards: rate limit {s.rate_limit_rps:g}/s burst {s.rate_limit_burst} per client (x4 server-wide), "
         f"max concurrent {s.max_concurrent}, circuit {s.circuit_threshold} failures / {s.circuit_timeout_s:g}s"
+    )
+    out.append(
+        f"  logs: {s.log_level} as {s.log_format} on stderr; audit log: {s.audit_log or 'off'}"
+        + (f" (rotated at {s.audit_rotate})" if s.audit_rotate else "")
     )
     out += [f"warning: {w}" for w in warnings_for(loaded)]
     return "\n".join(out)

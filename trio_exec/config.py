@@ -90,6 +90,9 @@ class Settings:
     limits: Limits = attrs.field(factory=Limits)
     prlimit_path: str | None = None
     log_level: str = "info"
+    log_format: str = "text"
+    audit_log: str | None = None
+    audit_rotate: int | None = None  # bytes
     dry_run: bool = False
     transport: str = "stdio"
     bind: str = "127.0.0.1:3344"

@@ -23,8 +23,11 @@ from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 
 from trio_exec import __version__, runner
+from trio_exec.admission import Guards
+from trio_exec.audit import Audit, redact_arguments, redact_argv
 from trio_exec.config import ANNOTATION_KEYS, Settings
-from trio_exec.errors import InvalidParams, OutputLimit, TimedOut, ToolError
+from trio_exec.errors import InvalidParams, OutputLimit, Rejected, TimedOut, ToolError
+from trio_exec.guards import State
 from trio_exec.templates import Context, Template, describe, input_schema, render
 
 OUTPUT_SCHEMA: dict[str, Any] = {
@@ -86,9 +89,11 @@ class Service:
     settings: Settings
     context: Context
     entries: Mapping[str, Entry]
+    guards: Guards
+    audit: Audit
 
     @classmethod
-    def create(cls, settings: Settings, context: Context, templates: list[Template]) -> Service:
+    def create(cls, settings: Settings, context: Context, templates: list[Template], audit: Audit) -> Service:
         entries = {}
         for t in templates:
             stdin = t.spec.stdin
@@ -107,7 +112,21 @@ class Service:
             )
             validator = jsonschema.Draft202012Validator(schema)
             entries[t.name] = Entry(template=t, tool=tool, validator=validator)
-        return cls(settings=settings, context=context, entries=entries)
+
+        def breaker_changed(tool: str, state: State) -> None:
+            logger.warning("circuit of tool {} is now {}", tool, state.value)
+            audit.record("breaker", tool=tool, state=state.value)
+
+        guards = Guards(
+            tools=entries,
+            max_concurrent=settings.max_concurrent,
+            rate=settings.rate_limit_rps,
+            burst=settings.rate_limit_burst,
+            circuit_threshold=settings.circuit_threshold,
+            circuit_timeout_s=settings.circuit_timeout_s,
+            on_breaker_change=breaker_changed,
+        )
+        return cls(settings=settings, context=context, entries=entries, guards=guards, audit=audit)
 
     def plan(self, entry: Entry, arguments: Mapping[str, Any]) -> runner.ExecPlan:
         """Validate and render a call; raises ``Rejected`` before anything starts."""
@@ -255,6 +274,68 @@ async def _run_reporting_progress(ctx: ServerRequestContext[Any], plan: runner.E
     return result
 
 
+def client_key(ctx: ServerRequestContext[Any]) -> str:
+    """Who is calling, for rate limits and the audit trail (stdio has one client)."""
+    return "stdio" if ctx.request is None else "unknown"
+
+
+def _failed_execution(result: runner.RunResult) -> bool:
+    """What counts for the circuit breaker: the command did not run to completion by itself."""
+    return result.timed_out or result.output_limited or result.signal is not None
+
+
+async def _admitted_call(
+    service: Service, ctx: ServerRequestContext[Any], entry: Entry, arguments: Mapping[str, Any], client: str
+) -> types.CallToolResult:
+    """Guards, validation, execution and one audit record, in DESIGN order."""
+    name = entry.tool.name
+    keys = service.settings.sensitive_keys
+    record: dict[str, Any] = {
+        "request_id": ctx.request_id,
+        "transport": service.settings.transport,
+        "client": client,
+        "tool": name,
+        "arguments": redact_arguments(arguments, keys),
+        "argv": None,
+        "outcome": "cancelled",  # unless something below says otherwise
+    }
+    started = trio.current_time()
+    try:
+        try:
+            admission = service.guards.admit(name, client)
+        except ToolError as e:
+            record.update(outcome=e.code, message=e.message)
+            return failed(e)
+        verdict: bool | None = None  # None: nothing for the breaker to count (rejected, cancelled)
+        try:
+            plan = service.plan(entry, arguments)
+            record["argv"] = redact_argv(plan.argv, arguments, keys)
+            token = (ctx.meta or {}).get("progress_token")
+            result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
+            verdict = _failed_execution(result)
+        except ToolError as e:
+            verdict = None if isinstance(e, Rejected) else True
+            record.update(outcome=e.code, message=e.message, argument=e.argument)
+            logger.info("tool {} {}: {}", name, e.code, e.message)
+            return failed(e)
+        finally:
+            service.guards.finish(admission, failed=verdict)
+        response = completed(result)
+        error = response.structured_content["error"] if response.structured_content else None
+        record.update(
+            outcome=error["code"] if error else "ok",
+            exit_code=result.exit_code,
+            signal=result.signal,
+            bytes_out=len(result.stdout) + len(result.stderr),
+            truncated=result.output_limited,
+        )
+        logger.debug("tool {} exit={} signal={}", name, result.exit_code, result.signal)
+        return response
+    finally:
+        record["duration_ms"] = round((trio.current_time() - started) * 1000, 3)
+        service.audit.record("call", **record)
+
+
 def build_server(service: Service) -> Server[Any]:
     """The low-level MCP server publishing ``service``'s tools."""
     tools = [e.tool for e in service.entries.values()]
@@ -273,21 +354,7 @@ def build_server(service: Service) -> Server[Any]:
             check_arguments(entry, arguments)
         except InvalidParams as e:
             raise MCPError(code=InvalidParams.jsonrpc_code, message=e.message) from None
-        try:
-            plan = service.plan(entry, arguments)
-            token = (ctx.meta or {}).get("progress_token")
-            result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
-        except ToolError as e:
-            logger.info("tool {} {}: {}", params.name, e.code, e.message)
-            return failed(e)
-        logger.debug(
-            "tool {} exit={} signal={} in {:.1f} ms",
-            params.name,
-            result.exit_code,
-            result.signal,
-            result.duration_s * 1000,
-        )
-        return completed(result)
+        return await _admitted_call(service, ctx, entry, arguments, client_key(ctx))
 
     return Server(
         "trio-exec",
