@@ -44,9 +44,14 @@ class Guards:
         self.breakers = {t: Breaker(circuit_threshold, circuit_timeout_s) for t in tools}
         self._on_breaker_change = on_breaker_change
         self._breaker_opened = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
+        self.draining = False  # shutting down: no new calls
 
     def admit(self, tool: str, client: str) -> Admission:
         """Let a call in, or raise ``RateLimited``, ``CircuitOpen`` or ``Busy``."""
+        if self.draining:
+            raise Busy("the server is shutting down and takes no new calls; retry shortly", retry_after_s=5.0)
         now = trio.current_time()
         wait = self.rates.admit(client, now)
         if wait is not None:
@@ -60,6 +65,8 @@ class Guards:
         admission = Admission(tool, ticket)
         try:
             self.limiter.acquire_on_behalf_of_nowait(admission)
+            if self._idle.is_set():
+                self._idle = trio.Event()
         except trio.WouldBlock:
             self.breakers[tool].release(ticket)
             raise Busy(
@@ -70,6 +77,8 @@ class Guards:
     def finish(self, admission: Admission, *, failed: bool | None) -> None:
         """End an admitted call: ``failed`` True/False counts for the breaker, None counts nothing."""
         self.limiter.release_on_behalf_of(admission)
+        if not self.limiter.borrowed_tokens:
+            self._idle.set()  # (the reply is written after this; hypercorn's own grace flushes it)
         breaker = self.breakers[admission.tool]
         if failed is None:
             breaker.release(admission.ticket)
@@ -77,6 +86,11 @@ class Guards:
         changed = breaker.record(admission.ticket, failed=failed, now=trio.current_time())
         if changed is not None:
             self._changed(admission.tool, changed)
+
+    async def wait_idle(self) -> None:
+        """Until no admitted call is running (for graceful shutdown)."""
+        while self.limiter.borrowed_tokens:
+            await self._idle.wait()
 
     def _changed(self, tool: str, state: State) -> None:
         self._on_breaker_change(tool, state)

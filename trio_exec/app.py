@@ -22,32 +22,73 @@ from trio_exec.transports.stdio import serve_stdio
 
 
 async def _watch_signals(
-    cancel_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    stopping: trio.Event,
+    app_scope: trio.CancelScope,
+    graceful: bool,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """First SIGINT/SIGTERM: stop (gracefully on network transports); a second one: stop now."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         async for signum in signals:
-            logger.info("received {}, shutting down", signal.Signals(signum).name)
-            cancel_scope.cancel()
+            name = signal.Signals(signum).name
+            if graceful and not stopping.is_set():
+                logger.info("received {}: no new connections; running calls may finish", name)
+                stopping.set()
+                continue
+            logger.info("received {}, shutting down", name)
+            app_scope.cancel()
             return
 
 
-async def serve(service: Service) -> None:
-    """Serve until the client goes away or a signal asks us to stop."""
+async def serve(service: Service, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve until the client goes away (stdio) or a signal asks us to stop; reports where."""
     server = build_server(service)
+    stopping = trio.Event()
+    graceful = service.settings.transport != "stdio"
     async with trio.open_nursery() as nursery:
-        await nursery.start(_watch_signals, nursery.cancel_scope)
+        await nursery.start(_watch_signals, stopping, nursery.cancel_scope, graceful)
         await nursery.start(service.guards.breaker_task)
-        await nursery.start(_transport, server, nursery.cancel_scope)
-        logger.info("serving {} tool(s) on stdio", len(service.entries))
+        where = await nursery.start(_transport, server, service, stopping, nursery.cancel_scope)
+        logger.info("serving {} tool(s) on {}", len(service.entries), where)
+        task_status.started(where)
 
 
 async def _transport(
-    server: Server[Any], app_scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    server: Server[Any],
+    service: Service,
+    stopping: trio.Event,
+    app_scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await serve_stdio(server, task_status=task_status)
-    logger.info("stdin closed, shutting down")
+    """Run the configured transport; when it ends, the whole app ends (running calls are cancelled)."""
+    s = service.settings
+    if s.transport == "stdio":
+        await serve_stdio(server, task_status=task_status)
+        logger.info("stdin closed, shutting down")
+    elif s.transport == "streamable-http":
+        from trio_exec.transports.http import serve_http  # the HTTP stack is imported only when used
+
+        relay = _Relay(task_status, (s.root_path or "") + "/mcp")
+        await serve_http(server, service, s.auth_tokens, stopping, task_status=relay)
+    else:
+        from trio_exec.transports.websocket import serve_websocket
+
+        await serve_websocket(server, service, s.auth_tokens, stopping, task_status=task_status)
     app_scope.cancel()
+
+
+class _Relay:
+    """Turn hypercorn's list of bound URLs into one endpoint string for ``task_status``."""
+
+    def __init__(self, target: trio.TaskStatus[str], path: str) -> None:
+        self.target = target
+        self.path = path
+
+    def started(self, urls: list[str] | None = None) -> None:
+        self.target.started(" ".join(f"{u}{self.path}" for u in urls or []))
 
 
 def run(settings: Settings, context: Context, templates: list[Template], warnings: list[str]) -> int:
@@ -81,4 +122,5 @@ def run(settings: Settings, context: Context, templates: list[Template], warning
     for w in warnings:
         logger.warning(w)
     trio.run(serve, Service.create(settings, context, templates, audit))
+    logger.info("stopped")
     return 0

@@ -8,6 +8,7 @@ Every configuration error is one line on stderr and exit code 2, never a traceba
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -29,7 +30,10 @@ from trio_exec.validation import PathPolicy, is_sensitive
 DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credential")
 LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
 TRANSPORTS = ("stdio", "streamable-http", "websocket")
-NETWORK_ONLY = ("bind", "auth_token", "stateful")
+NETWORK_ONLY = (
+    "bind", "auth_token", "auth_token_file", "stateful", "allowed_hosts", "allowed_origins", "forwarded_allow_ips",
+    "root_path", "certfile", "keyfile",
+)  # fmt: skip
 LOG_FORMATS = ("text", "json")
 
 
@@ -309,7 +313,7 @@ OPTIONS: tuple[Opt, ...] = (
         "--transport",
         "transport",
         "MCP_EXEC_TRANSPORT",
-        "stdio (streamable-http and websocket are not available in this version yet).",
+        "stdio, streamable-http or websocket.",
         convert=_choice(TRANSPORTS),
         short="-t",
         metavar="<name>",
@@ -339,6 +343,69 @@ OPTIONS: tuple[Opt, ...] = (
         convert=_bool,
         short="-s",
         default=False,
+    ),
+    Opt(
+        "--auth-token-file",
+        "auth_token_file",
+        "MCP_EXEC_AUTH_TOKEN_FILE",
+        "File of accepted Bearer tokens, one per line ('#' comments).",
+        metavar="<file>",
+    ),
+    Opt(
+        "--allowed-hosts",
+        "allowed_hosts",
+        "MCP_EXEC_ALLOWED_HOSTS",
+        "Host headers accepted (DNS-rebinding protection; 'name:*' = any port). Default: bind address, localhost.",
+        convert=_names,
+        metavar="<hosts>",
+        default=(),
+    ),
+    Opt(
+        "--allowed-origins",
+        "allowed_origins",
+        "MCP_EXEC_ALLOWED_ORIGINS",
+        "Origin headers accepted (absent Origin is fine). Default: bind address and localhost, http and https.",
+        convert=_names,
+        metavar="<origins>",
+        default=(),
+    ),
+    Opt(
+        "--max-request-bytes",
+        "max_request_bytes",
+        "MCP_EXEC_MAX_REQUEST_BYTES",
+        "Largest HTTP request body (413 beyond) or WebSocket message.",
+        convert=_size,
+        metavar="<bytes>",
+        default=4 * 1024 * 1024,
+        shown_default="4194304",
+    ),
+    Opt(
+        "--forwarded-allow-ips",
+        "forwarded_allow_ips",
+        "MCP_EXEC_FORWARDED_ALLOW_IPS",
+        "Proxies (IPs or CIDRs) whose X-Forwarded-For/-Proto are believed.",
+        convert=_names,
+        metavar="<ips>",
+        default=(),
+    ),
+    Opt(
+        "--root-path",
+        "root_path",
+        "MCP_EXEC_ROOT_PATH",
+        "Path prefix the server is mounted under (/exec).",
+        metavar="<path>",
+    ),
+    Opt("--certfile", "certfile", "MCP_EXEC_CERTFILE", "TLS certificate (PEM) for HTTPS/WSS.", metavar="<file>"),
+    Opt("--keyfile", "keyfile", "MCP_EXEC_KEYFILE", "TLS private key (PEM).", metavar="<file>"),
+    Opt(
+        "--shutdown-grace",
+        "shutdown_grace_s",
+        "MCP_EXEC_SHUTDOWN_GRACE_SECS",
+        "On SIGTERM/SIGINT, seconds running calls may finish before they are cancelled.",
+        convert=_number(float),
+        metavar="<secs>",
+        default=10.0,
+        shown_default="10",
     ),
     Opt(
         "--rate-limit-rps",
@@ -500,7 +567,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
             raise ConfigError(f"--base-path {base_path!r} is not a directory")
         base_path = os.path.realpath(base_path)
     if merged["transport"] != "stdio":
-        raise ConfigError(f"transport {merged['transport']!r} is not available in this version yet; use stdio")
+        _check_network(merged)
+    tokens = _tokens(merged)
     audit_log = merged["audit_log"]
     if audit_log and audit_log != "-":
         folder = os.path.dirname(os.path.abspath(audit_log))
@@ -536,9 +604,49 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         search_path=search_path,
         limits=limits,
         prlimit_path=prlimit_path,
+        auth_tokens=tokens,
         config_path=config_path or None,
     )
     return Loaded(settings=Settings(**values), explicit=explicit, token_on_command_line="auth_token" in cli)
+
+
+def _check_network(merged: dict[str, Any]) -> None:
+    host, sep, port = str(merged["bind"]).rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--bind {merged['bind']!r} must be HOST:PORT (e.g. 127.0.0.1:3344, [::1]:3344)")
+    if bool(merged["certfile"]) != bool(merged["keyfile"]):
+        raise ConfigError("--certfile and --keyfile go together")
+    for option in ("certfile", "keyfile"):
+        if merged[option] and not os.path.isfile(merged[option]):
+            raise ConfigError(f"--{option} {merged[option]!r} is not a file")
+    for ip in merged["forwarded_allow_ips"]:
+        try:
+            ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            raise ConfigError(f"--forwarded-allow-ips: {ip!r} is not an IP address or network") from None
+    root = merged["root_path"]
+    if root and (not root.startswith("/") or root.endswith("/")):
+        raise ConfigError(f"--root-path {root!r} must start with '/' and not end with it (e.g. /exec)")
+
+
+def _tokens(merged: dict[str, Any]) -> tuple[str, ...]:
+    tokens = [merged["auth_token"]] if merged["auth_token"] else []
+    path = merged["auth_token_file"]
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = [line.strip() for line in f]
+        except OSError as e:
+            raise ConfigError(f"--auth-token-file {path!r}: {e.strerror}") from None
+        from_file = [line for line in lines if line and not line.startswith("#")]
+        if not from_file:
+            raise ConfigError(f"--auth-token-file {path!r} holds no token")
+        tokens += from_file
+    if merged["transport"] != "stdio":
+        for token in tokens:
+            if len(token) < 16 or any(c.isspace() for c in token):
+                raise ConfigError("an auth token must be at least 16 characters, without spaces")
+    return tuple(tokens)
 
 
 def compile_all(settings: Settings) -> tuple[Context, list[Template]]:

@@ -97,7 +97,16 @@ class Settings:
     transport: str = "stdio"
     bind: str = "127.0.0.1:3344"
     auth_token: str | None = attrs.field(default=None, repr=False)
+    auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)  # --auth-token plus --auth-token-file
     stateful: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_request_bytes: int = 4 * 1024 * 1024
+    forwarded_allow_ips: tuple[str, ...] = ()
+    root_path: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    shutdown_grace_s: float = 10.0
     rate_limit_rps: float = 10.0
     rate_limit_burst: int = 20
     max_concurrent: int = 50

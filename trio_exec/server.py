@@ -8,6 +8,7 @@ that ran to completion is ``isError: false`` whatever its exit code.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import tempfile
 from collections.abc import Mapping
@@ -274,9 +275,14 @@ async def _run_reporting_progress(ctx: ServerRequestContext[Any], plan: runner.E
     return result
 
 
+# Who is calling, for rate limits and the audit trail. Network transports set it per request
+# (token fingerprint, else client address); the SDK runs each handler in the context of the
+# request that delivered its message. stdio has one client.
+CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("trio_exec_client", default="stdio")
+
+
 def client_key(ctx: ServerRequestContext[Any]) -> str:
-    """Who is calling, for rate limits and the audit trail (stdio has one client)."""
-    return "stdio" if ctx.request is None else "unknown"
+    return CLIENT.get()
 
 
 def _failed_execution(result: runner.RunResult) -> bool:

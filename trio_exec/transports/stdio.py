@@ -80,7 +80,7 @@ def _claim_wire() -> Iterator[tuple[int, int]]:
         os.close(saved_out)
 
 
-async def serve_stdio(server: Server[Any], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_stdio(server: Server[Any], *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve one client on stdin/stdout until stdin reaches EOF (or we are cancelled)."""
     incoming_tx, incoming_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     outgoing_tx, outgoing_rx = anyio.create_memory_object_stream[SessionMessage](0)
@@ -115,5 +115,5 @@ async def serve_stdio(server: Server[Any], *, task_status: trio.TaskStatus[None]
         ):
             nursery.start_soon(pump_in, rx)
             nursery.start_soon(pump_out, tx)
-            task_status.started()
+            task_status.started("stdio")
             await server.run(incoming_rx, outgoing_tx, server.create_initialization_options())

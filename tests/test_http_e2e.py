@@ -1,0 +1,225 @@
+"""Streamable HTTP end to end: the real server on a real socket (port 0), the real ``mcp.Client``."""
+
+from __future__ import annotations
+
+import json
+import signal
+import ssl
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import trio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.conftest import processes_with, until_gone
+from tests.netserver import run_server
+
+HTTP = ["--transport", "streamable-http"]
+ECHO = ["--cmd", 'echo|"echo {message}"']
+TOKEN = "test-token-" + "x" * 16
+
+
+@asynccontextmanager
+async def client(url: str, token: str | None = None, mode: str = "auto", **http: Any) -> AsyncIterator[Client]:
+    """The real MCP client over Streamable HTTP; ``http`` goes to the httpx2 client (headers, verify)."""
+    if token:
+        http["headers"] = {**http.get("headers", {}), "Authorization": f"Bearer {token}"}
+    async with httpx2.AsyncClient(**http) as h, Client(streamable_http_client(url, http_client=h), mode=mode) as c:  # type: ignore[arg-type]
+        yield c
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+async def test_a_client_calls_tools_over_http(mode: str, stateful: bool) -> None:
+    args = [*HTTP, *ECHO, *(["--stateful"] if stateful else [])]
+    async with run_server(*args) as server, client(server.url, mode=mode) as c:
+        tools = (await c.list_tools()).tools
+        result = await c.call_tool("echo", {"message": "hello world"})
+    assert [t.name for t in tools] == ["echo"]
+    assert result.structured_content is not None
+    assert result.structured_content["stdout"] == "hello world\n"
+
+
+async def test_health_answers_without_auth_and_without_secrets() -> None:
+    async with run_server(*HTTP, *ECHO, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+        get = await h.get(server.base + "/health")
+        head = await h.head(server.base + "/health")
+    assert get.status_code == 200
+    assert get.json()["status"] == "ok"
+    assert TOKEN not in get.text
+    assert head.status_code == 200
+
+
+async def test_bearer_auth_refuses_missing_and_wrong_tokens_and_audits_them(tmp_path: Path, mode: str) -> None:
+    audit = tmp_path / "audit.jsonl"
+    tokens = tmp_path / "tokens"
+    other = "second-token-" + "y" * 16
+    tokens.write_text(f"# one token per line\n{other}\n\n")
+    args = [*HTTP, *ECHO, "--auth-token-file", str(tokens), "--audit-log", str(audit)]
+    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+        async with httpx2.AsyncClient() as h:
+            missing = await h.post(server.url, json={})
+            wrong = await h.post(server.url, json={}, headers={"Authorization": "Bearer not-the-token-at-all"})
+        for token in (TOKEN, other):
+            async with client(server.url, token, mode) as c:
+                result = await c.call_tool("echo", {"message": "in"})
+                assert result.structured_content is not None
+                assert result.structured_content["stdout"] == "in\n"
+        log = server.log.decode()
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    failures = [r for r in records if r["event"] == "auth_failure"]
+    assert [f["reason"] for f in failures] == ["missing", "invalid"]
+    clients = {r["client"] for r in records if r["event"] == "call"}
+    assert len(clients) == 2  # one fingerprint per token
+    assert all(c.startswith("token:") for c in clients)
+    for text in (audit.read_text(), log):
+        assert TOKEN not in text
+        assert other not in text
+
+
+async def test_repeated_auth_failures_are_rate_limited() -> None:
+    args = [*HTTP, *ECHO, "--rate-limit-burst", "2", "--rate-limit-rps", "0.1"]
+    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+        codes = [(await h.post(server.url, json={})).status_code for _ in range(4)]
+    assert codes == [401, 401, 429, 429]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [({"Origin": "http://evil.example"}, 403), ({"Host": "evil.example"}, 421)],
+    ids=["origin", "host"],
+)
+async def test_foreign_origins_and_hosts_are_refused(headers: dict[str, str], status: int) -> None:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with run_server(*HTTP, *ECHO) as server, httpx2.AsyncClient() as h:
+        response = await h.post(server.url, json=body, headers={"Accept": "application/json, text/event-stream",
+                                                                 **headers})  # fmt: skip
+    assert response.status_code == status
+
+
+async def test_allowed_hosts_and_origins_can_be_widened() -> None:
+    args = [*HTTP, *ECHO, "--allowed-hosts", "mcp.example:*", "--allowed-origins", "https://app.example"]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Accept": "application/json, text/event-stream", "Origin": "https://app.example"}
+    async with run_server(*args) as server, httpx2.AsyncClient() as h:
+        ok = await h.post(server.url, json=body, headers={**headers, "Host": "mcp.example:443"})
+        local = await h.post(server.url, json=body, headers=headers)
+    assert ok.status_code == 200
+    assert local.status_code == 421  # the explicit list replaces the default
+
+
+async def test_request_bodies_over_the_cap_are_refused() -> None:
+    async with run_server(*HTTP, *ECHO, "--max-request-bytes", "64K") as server, httpx2.AsyncClient() as h:
+        big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "echo", "arguments": {"message": "x" * 100_000}}}  # fmt: skip
+        response = await h.post(server.url, json=big, headers={"Accept": "application/json, text/event-stream"})
+    assert response.status_code == 413
+
+
+async def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path: Path) -> None:
+    seen = {}
+    for trusted in (True, False):
+        audit = tmp_path / f"audit-{trusted}.jsonl"
+        args = [*HTTP, *ECHO, "--audit-log", str(audit), *(["--forwarded-allow-ips", "127.0.0.0/8"] if trusted else [])]
+        async with run_server(*args) as server:
+            forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+            async with client(server.url, headers=forwarded) as c:
+                await c.call_tool("echo", {"message": "x"})
+        seen[trusted] = json.loads(audit.read_text().splitlines()[-1])["client"]
+    assert seen == {True: "ip:203.0.113.7", False: "ip:127.0.0.1"}
+
+
+async def test_a_root_path_prefix_serves_mcp_and_health_under_it() -> None:
+    async with run_server(*HTTP, *ECHO, "--root-path", "/exec") as server:
+        assert server.url.endswith("/exec/mcp")
+        async with httpx2.AsyncClient() as h:
+            assert (await h.get(server.base + "/exec/health")).status_code == 200
+        async with client(server.url) as c:
+            result = await c.call_tool("echo", {"message": "prefixed"})
+    assert result.structured_content is not None
+    assert result.structured_content["stdout"] == "prefixed\n"
+
+
+async def test_tls_with_certfile_and_keyfile(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await trio.run_process(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_stdout=True, capture_stderr=True,
+    )  # fmt: skip
+    async with run_server(*HTTP, *ECHO, "--certfile", str(cert), "--keyfile", str(key)) as server:
+        assert server.url.startswith("https://")
+        async with client(server.url, verify=ssl.create_default_context(cafile=str(cert))) as c:
+            result = await c.call_tool("echo", {"message": "secure"})
+    assert result.structured_content is not None
+    assert result.structured_content["stdout"] == "secure\n"
+
+
+def slow_tool(tmp_path: Path, marker: str, seconds: int) -> list[str]:
+    config = tmp_path / "slow.toml"
+    code = f"import time; time.sleep({seconds}); print('done')"
+    config.write_text(f"[tools.slow]\ntemplate = {json.dumps(f'python3 -c {json.dumps(code)} {marker}')}\n")
+    return ["--allow-dangerous", "--config", str(config)]
+
+
+async def test_sigterm_lets_a_running_call_finish_within_the_grace(tmp_path: Path, mode: str) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    async with run_server(*HTTP, *slow_tool(tmp_path, marker, 2), "--shutdown-grace", "20") as server:
+        async with client(server.url, mode=mode) as c, trio.open_nursery() as nursery:
+            # Listed first, as agents do: otherwise the client fetches the output schema after the
+            # result arrives, by which time the server is closing its connections.
+            await c.list_tools()
+            results = []
+
+            async def call() -> None:
+                results.append(await c.call_tool("slow", {}))
+
+            nursery.start_soon(call)
+            with trio.fail_after(20):
+                while not processes_with(marker):  # noqa: ASYNC110 - polling another process
+                    await trio.sleep(0.02)
+            server.proc.send_signal(signal.SIGTERM)
+            async with httpx2.AsyncClient() as h:
+                with trio.fail_after(10):
+                    while (health := await h.get(server.base + "/health")).status_code != 503:  # noqa: ASYNC110
+                        await trio.sleep(0.05)  # the signal is handled by another process: poll it
+            refused = await c.call_tool("slow", {})
+        with trio.fail_after(20):
+            code = await server.proc.wait()
+    assert code == 0
+    assert health.json()["status"] == "draining"
+    assert results[0].structured_content["stdout"] == "done\n"
+    assert refused.structured_content is not None
+    assert refused.structured_content["error"]["code"] == "busy"
+
+
+async def test_sigterm_cancels_calls_that_outlast_the_grace_and_kills_them(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    args = [*HTTP, *slow_tool(tmp_path, marker, 300), "--shutdown-grace", "1"]
+    async with run_server(*args) as server:
+
+        async def doomed_call() -> None:
+            try:
+                async with client(server.url) as c:
+                    await c.call_tool("slow", {})
+            except Exception:  # noqa: S110 - expected: the server cancels the call and goes away
+                pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(doomed_call)
+            with trio.fail_after(20):
+                while not processes_with(marker):  # noqa: ASYNC110 - polling another process
+                    await trio.sleep(0.02)
+            server.proc.send_signal(signal.SIGTERM)
+            with trio.fail_after(10):
+                code = await server.proc.wait()
+    assert code == 0
+    await until_gone(marker)

@@ -1,0 +1,222 @@
+"""Streamable HTTP: the SDK's ASGI app served by ``hypercorn.trio.serve`` inside the app nursery.
+
+Layers, outermost first (each is a small ASGI callable):
+1. ``TrustedProxies``: ``X-Forwarded-For``/``-Proto`` are believed only from ``--forwarded-allow-ips``
+   (hypercorn's ``ProxyFixMiddleware`` does the parsing), so rate limits and the audit trail see the
+   real client address;
+2. ``Front``: ``--root-path`` prefix, ``GET``/``HEAD /health`` (no auth, no secrets), Bearer auth
+   (constant-time comparison, 401 with ``WWW-Authenticate``; failures are audit events and spend
+   the client's rate limit) and the client key for the guards;
+3. the SDK's Starlette app at ``/mcp``: Host/Origin validation (DNS rebinding) through its
+   ``TransportSecuritySettings``, the request body cap, stateless or stateful sessions, both eras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import trio
+from hypercorn.config import Config
+from hypercorn.middleware import ProxyFixMiddleware
+from hypercorn.trio import serve
+from loguru import logger
+from mcp.server.lowlevel.server import Server
+from mcp.server.transport_security import TransportSecuritySettings
+
+from trio_exec import __version__
+from trio_exec.config import Settings
+from trio_exec.server import CLIENT, Service
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def fingerprint(token: str) -> str:
+    """A stable, non-reversible name for a token (never the token itself)."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def split_bind(bind: str) -> tuple[str, int]:
+    host, _, port = bind.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def default_allowed(bind: str) -> tuple[list[str], list[str]]:
+    """Host and Origin allowlists: the bind address and localhost, any port."""
+    host, _ = split_bind(bind)
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    if host not in ("0.0.0.0", "::", "", *names, "::1"):  # noqa: S104 - comparing, not binding
+        names.append(f"[{host}]" if ":" in host else host)
+    hosts = [h for n in names for h in (n, f"{n}:*")]
+    origins = [o for n in names for scheme in ("http", "https") for o in (f"{scheme}://{n}", f"{scheme}://{n}:*")]
+    return hosts, origins
+
+
+class TrustedProxies:
+    """Apply ``X-Forwarded-*`` only when the direct peer is a trusted proxy."""
+
+    def __init__(self, app: ASGIApp, trusted: Iterable[str]) -> None:
+        self.app = app
+        self.proxy_fix = ProxyFixMiddleware(app, mode="legacy", trusted_hops=1)  # type: ignore[arg-type]
+        self.networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        peer = (scope.get("client") or ("", 0))[0]
+        if self.networks and scope["type"] in ("http", "websocket") and self._trusted(peer):
+            await self.proxy_fix(scope, receive, send)  # type: ignore[arg-type]
+        else:
+            await self.app(scope, receive, send)
+
+    def _trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+async def _respond(send: Send, status: int, body: dict[str, Any], headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                        *headers],
+        }
+    )  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Front:
+    """Root path, health, Bearer auth and the client key, in front of the SDK app."""
+
+    def __init__(self, app: ASGIApp, service: Service, tokens: Iterable[str]) -> None:
+        self.app = app
+        self.service = service
+        self.tokens = [t.encode() for t in tokens if t]
+        self.root_path = (service.settings.root_path or "").rstrip("/")
+        self.draining = False  # set on shutdown: /health answers 503 so load balancers stop routing here
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # lifespan
+            return
+        path: str = scope["path"]
+        if self.root_path and (path == self.root_path or path.startswith(self.root_path + "/")):
+            scope = {**scope, "path": path[len(self.root_path) :] or "/", "root_path": ""}
+            path = scope["path"]
+        if path == "/health" and scope["method"] in ("GET", "HEAD"):
+            status = "draining" if self.draining else "ok"
+            body = {"status": status, "version": __version__, "tools": len(self.service.entries)}
+            await _respond(send, 503 if self.draining else 200, body)
+            return
+        peer = "ip:" + (scope.get("client") or ("unknown", 0))[0]
+        key = peer
+        if self.tokens:
+            presented = _bearer(scope)
+            if presented is None or not token_matches(presented, self.tokens):
+                await self._refuse(scope, send, peer, "missing" if presented is None else "invalid")
+                return
+            key = fingerprint(presented.decode())
+        CLIENT.set(key)
+        await self.app(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send, peer: str, why: str) -> None:
+        self.service.audit.record("auth_failure", transport="streamable-http", client=peer, reason=why,
+                                  path=scope["path"])  # fmt: skip
+        logger.warning("authentication failed ({} token) from {}", why, peer)
+        wait = self.service.guards.rates.admit(peer, trio.current_time())
+        if wait is not None:  # repeated failures spend the client's rate limit like calls do
+            await _respond(send, 429, {"error": "too many requests"}, [(b"retry-after", str(int(wait) + 1).encode())])
+            return
+        await _respond(send, 401, {"error": "unauthorized"}, [(b"www-authenticate", b'Bearer realm="trio-exec"')])
+
+
+def _bearer(scope: Scope) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
+    return None
+
+
+def token_matches(presented: bytes, tokens: list[bytes]) -> bool:
+    # Compare with every token, always: the time taken says nothing about which one matched.
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(presented, token)
+    return found
+
+
+def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> tuple[ASGIApp, Front]:
+    s = service.settings
+    hosts, origins = default_allowed(s.bind)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(s.allowed_hosts) or hosts,
+        allowed_origins=list(s.allowed_origins) or origins,
+    )
+    sdk_app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=not s.stateful,
+        transport_security=security,
+        max_request_body_size=s.max_request_bytes,
+    )
+    front = Front(sdk_app, service, tokens)
+    return TrustedProxies(front, s.forwarded_allow_ips), front
+
+
+def hypercorn_config(s: Settings) -> Config:
+    config = Config()
+    config.bind = [s.bind]
+    config.graceful_timeout = 1.0  # calls have drained already (serve_http); this only flushes responses
+    config.accesslog = logging.getLogger("hypercorn.access")  # shown at --log-level debug
+    config.errorlog = logging.getLogger("hypercorn.error")  # routed to loguru by audit.setup_logging
+    if s.certfile:
+        config.certfile = s.certfile
+        config.keyfile = s.keyfile
+    return config
+
+
+async def serve_http(
+    server: Server[Any],
+    service: Service,
+    tokens: Iterable[str],
+    shutdown: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is set, then drain for ``--shutdown-grace`` seconds; reports bound URLs.
+
+    Draining happens here rather than in hypercorn (whose terminate drops replies still being
+    written): ``/health`` answers 503 "draining" so load balancers stop routing here, new tool
+    calls are refused with ``busy``, protocol requests are still answered, running calls get the
+    grace to finish and answer; then hypercorn stops and whatever still runs is cancelled.
+    """
+    app, front = build_app(server, service, tokens)
+    stop_hypercorn = trio.Event()
+
+    async def drain() -> None:
+        await shutdown.wait()
+        front.draining = True
+        service.guards.draining = True
+        with trio.move_on_after(service.settings.shutdown_grace_s) as grace:
+            await service.guards.wait_idle()
+        if grace.cancelled_caught:
+            logger.warning("calls still running after {}s of grace: cancelling them", service.settings.shutdown_grace_s)
+        stop_hypercorn.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        config = hypercorn_config(service.settings)
+        await serve(app, config, shutdown_trigger=stop_hypercorn.wait, task_status=task_status)  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()

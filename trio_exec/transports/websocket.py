@@ -1,0 +1,171 @@
+"""WebSocket transport: trio-websocket at ``/mcp``, subprotocol ``mcp``, one JSON-RPC message per text frame.
+
+The handshake gets the same checks as HTTP: path, Host and Origin allowlists (DNS rebinding),
+Bearer auth in the ``Authorization`` header (401 with ``WWW-Authenticate``; failures are audit
+events and spend the client's rate limit). Messages larger than ``--max-request-bytes`` close
+the connection (1009). On shutdown the listener stops, running calls get ``--shutdown-grace``
+seconds, then every connection is closed with 1001 (going away).
+
+trio-websocket speaks only the WebSocket handshake, so ``/health`` is not served on this
+port: check the TCP port, or run the streamable-http transport where HTTP health matters.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import mcp_types as types
+import trio
+import trio_websocket
+from loguru import logger
+from mcp.server.lowlevel.server import Server
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.shared.message import SessionMessage
+
+from trio_exec.server import CLIENT, Service
+from trio_exec.transports.http import default_allowed, fingerprint, split_bind, token_matches
+from trio_exec.transports.stdio import encode
+
+SUBPROTOCOL = "mcp"
+
+
+def _header(request: trio_websocket.WebSocketRequest, name: bytes) -> str | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+class _Handshake:
+    """Decides whether a WebSocket handshake may become an MCP session."""
+
+    def __init__(self, service: Service, tokens: Iterable[str]) -> None:
+        s = service.settings
+        hosts, origins = default_allowed(s.bind)
+        self.service = service
+        self.tokens = [t for t in tokens if t]
+        self.security = TransportSecurityMiddleware(
+            TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=list(s.allowed_hosts) or hosts,
+                allowed_origins=list(s.allowed_origins) or origins,
+            )
+        )
+        self.path = (s.root_path or "") + "/mcp"
+
+    async def check(self, request: trio_websocket.WebSocketRequest) -> str | None:
+        """The client key when the handshake is acceptable; otherwise it is rejected here and None returned."""
+        remote = request.remote
+        peer = "ip:" + str(remote.address if isinstance(remote, trio_websocket.Endpoint) else remote)
+        if request.path.split("?", 1)[0] != self.path:
+            await request.reject(404, body=b"not found: the MCP endpoint is " + self.path.encode())
+            return None
+        if not self.security._validate_host(_header(request, b"host")):
+            await request.reject(421, body=b"invalid Host header")
+            return None
+        if not self.security._validate_origin(_header(request, b"origin")):
+            await request.reject(403, body=b"invalid Origin header")
+            return None
+        key = peer
+        if self.tokens:
+            auth = _header(request, b"authorization") or ""
+            scheme, _, presented = auth.partition(" ")
+            presented = presented.strip() if scheme.lower() == "bearer" else ""
+            if not presented or not token_matches(presented.encode(), [t.encode() for t in self.tokens]):
+                self.service.audit.record("auth_failure", transport="websocket", client=peer,
+                                          reason="invalid" if presented else "missing")  # fmt: skip
+                logger.warning("authentication failed from {}", peer)
+                wait = self.service.guards.rates.admit(peer, trio.current_time())
+                status = 429 if wait is not None else 401
+                await request.reject(status, extra_headers=[(b"www-authenticate", b'Bearer realm="trio-exec"')])
+                return None
+            key = fingerprint(presented)
+        if SUBPROTOCOL not in request.proposed_subprotocols:
+            await request.reject(400, body=b"the WebSocket subprotocol 'mcp' is required")
+            return None
+        return key
+
+
+async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection) -> None:
+    """Bridge one WebSocket connection to one MCP server session."""
+    in_tx, in_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    out_tx, out_rx = anyio.create_memory_object_stream[SessionMessage](0)
+
+    async def pump_in() -> None:
+        async with in_tx:
+            while True:
+                try:
+                    frame = await ws.get_message()
+                except trio_websocket.ConnectionClosed:
+                    return
+                try:
+                    message = types.jsonrpc_message_adapter.validate_json(frame, by_name=False)
+                except Exception as exc:  # the SDK answers a parse error to the client
+                    await in_tx.send(exc)
+                    continue
+                await in_tx.send(SessionMessage(message))
+
+    async def pump_out() -> None:
+        async with out_rx:
+            async for message in out_rx:
+                try:
+                    await ws.send_message(encode(message).decode("utf-8"))
+                except trio_websocket.ConnectionClosed:
+                    return
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pump_in)
+        nursery.start_soon(pump_out)
+        await server.run(in_rx, out_tx, server.create_initialization_options())
+        nursery.cancel_scope.cancel()
+
+
+async def serve_websocket(
+    server: Server[Any],
+    service: Service,
+    tokens: Iterable[str],
+    stopping: trio.Event,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve WebSocket sessions until ``stopping`` is set, then drain and close them."""
+    s = service.settings
+    host, port = split_bind(s.bind)
+    context = None
+    if s.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(s.certfile, s.keyfile)
+    handshake = _Handshake(service, tokens)
+
+    async def handle(request: trio_websocket.WebSocketRequest) -> None:
+        key = await handshake.check(request)
+        if key is None:
+            return
+        ws = await request.accept(subprotocol=SUBPROTOCOL)
+        CLIENT.set(key)
+        try:
+            await _session(server, ws)
+        finally:
+            with trio.CancelScope(shield=True):
+                await ws.aclose(1001, "server shutting down")
+
+    async with trio.open_nursery() as connections:
+        async with trio.open_nursery() as listening:
+            serve = functools.partial(
+                trio_websocket.serve_websocket, handle, host, port, context,
+                handler_nursery=connections, max_message_size=s.max_request_bytes,
+            )  # fmt: skip
+            ws_server = await listening.start(serve)
+            scheme = "wss" if context else "ws"
+            shown = f"[{host}]" if ":" in host else host
+            task_status.started(f"{scheme}://{shown}:{ws_server.port}{handshake.path}")
+            await stopping.wait()
+            listening.cancel_scope.cancel()  # no new connections
+        with trio.move_on_after(s.shutdown_grace_s):
+            while service.guards.limiter.borrowed_tokens:  # noqa: ASYNC110 - running calls hold tokens
+                await trio.sleep(0.05)
+        connections.cancel_scope.cancel()
