@@ -64,7 +64,9 @@ class _Handshake:
         if request.path.split("?", 1)[0] != self.path:
             await request.reject(404, body=b"not found: the MCP endpoint is " + self.path.encode())
             return None
-        if not self.security._validate_host(_header(request, b"host")):
+        # wsproto keeps Host out of the extra headers trio-websocket shows; it is on the event.
+        host = getattr(getattr(request, "_event", None), "host", None) or _header(request, b"host")
+        if not self.security._validate_host(host):
             await request.reject(421, body=b"invalid Host header")
             return None
         if not self.security._validate_origin(_header(request, b"origin")):
@@ -150,7 +152,8 @@ async def serve_websocket(
         try:
             await _session(server, ws)
         finally:
-            with trio.CancelScope(shield=True):
+            # Shielded so the peer hears "going away", bounded so a half-closed peer cannot hold us.
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
                 await ws.aclose(1001, "server shutting down")
 
     async with trio.open_nursery() as connections:

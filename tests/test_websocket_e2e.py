@@ -1,0 +1,127 @@
+"""WebSocket transport end to end: the real server on port 0, trio-websocket as a raw client."""
+
+from __future__ import annotations
+
+import gc
+import json
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+
+from tests.netserver import run_server
+
+# trio-websocket's *client* leaves its socket to the garbage collector when a handshake is
+# rejected; the warning lands in whichever test collects it. The server is another process.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@pytest.fixture(autouse=True)
+def collect_leaked_client_sockets() -> Iterator[None]:
+    yield
+    gc.collect()  # here, under the filter above, rather than at the end of the session
+
+
+WS = ["--transport", "websocket", "--cmd", 'echo|"echo {message}"']
+TOKEN = "websocket-token-" + "z" * 16
+INIT = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}  # fmt: skip
+
+
+async def rpc(ws: trio_websocket.WebSocketConnection, message: dict[str, Any]) -> dict[str, Any]:
+    await ws.send_message(json.dumps(message))
+    if "id" not in message:
+        return {}
+    with trio.fail_after(30):
+        while True:
+            reply = json.loads(await ws.get_message())
+            if reply.get("id") == message["id"]:
+                return reply  # type: ignore[no-any-return]
+
+
+async def test_a_session_lists_and_calls_tools_one_message_per_frame() -> None:
+    async with run_server(*WS) as server:
+        assert server.url.startswith("ws://")
+        assert server.url.endswith("/mcp")
+        async with trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as ws:
+            assert ws.subprotocol == "mcp"
+            init = await rpc(ws, INIT)
+            await rpc(ws, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+            tools = await rpc(ws, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
+            call = await rpc(ws, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                  "params": {"name": "echo", "arguments": {"message": "over ws"}}})  # fmt: skip
+            bad = await rpc(ws, {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                                 "params": {"name": "nope", "arguments": {}}})  # fmt: skip
+    assert init["result"]["serverInfo"]["name"] == "trio-exec"
+    assert [t["name"] for t in tools["result"]["tools"]] == ["echo"]
+    assert call["result"]["structuredContent"]["stdout"] == "over ws\n"
+    assert bad["error"]["code"] == -32602
+
+
+async def test_the_bearer_token_is_required_in_the_handshake(tmp_path: Any) -> None:
+    audit = tmp_path / "audit.jsonl"
+    args = [*WS, "--audit-log", str(audit)]
+    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+        with pytest.raises(trio_websocket.ConnectionRejected) as caught:
+            async with trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]):
+                pass
+        headers = [(b"authorization", f"Bearer {TOKEN}".encode())]
+        async with trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"], extra_headers=headers) as ws:
+            init = await rpc(ws, INIT)
+    assert caught.value.status_code == 401
+    assert init["result"]["serverInfo"]["name"] == "trio-exec"
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["auth_failure"]
+    assert TOKEN not in audit.read_text()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "protocols", "status"),
+    [
+        ("/other", [], ["mcp"], 404),
+        ("/mcp", [(b"origin", b"http://evil.example")], ["mcp"], 403),
+        ("/mcp", [], ["graphql-ws"], 400),
+    ],
+    ids=["path", "origin", "subprotocol"],
+)
+async def test_handshakes_that_break_a_rule_are_rejected(
+    path: str, headers: list[tuple[bytes, bytes]], protocols: list[str], status: int
+) -> None:
+    async with run_server(*WS) as server:
+        url = server.base + path
+        with pytest.raises(trio_websocket.ConnectionRejected) as caught:
+            async with trio_websocket.open_websocket_url(url, subprotocols=protocols, extra_headers=headers):
+                pass
+    assert caught.value.status_code == status
+
+
+async def test_a_message_over_the_size_limit_closes_the_connection() -> None:
+    big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "y" * 10_000}})
+    async with (
+        run_server(*WS, "--max-request-bytes", "4K") as server,
+        trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as ws,
+    ):
+        await ws.send_message(big)
+        with pytest.raises(trio_websocket.ConnectionClosed) as caught, trio.fail_after(10):
+            await ws.get_message()
+    assert caught.value.reason.code == 1009
+
+
+async def test_shutdown_closes_sessions_with_going_away() -> None:
+    async with run_server(*WS) as server:
+        async with trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as ws:
+            await rpc(ws, INIT)
+            server.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(trio_websocket.ConnectionClosed) as caught, trio.fail_after(20):
+                await ws.get_message()
+        with trio.fail_after(20):
+            code = await server.proc.wait()
+    assert caught.value.reason.code == 1001
+    assert code == 0
