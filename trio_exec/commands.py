@@ -1,0 +1,575 @@
+"""shell_execute (the command-allowlist mode): parse the agent's argv array into a pipeline plan and police it.
+
+Job (DESIGN.md §3 "The shell_execute tool"): turn ``command`` into a ``CommandPlan`` (stages joined by pipes,
+at most one ``<`` input file and one ``>``/``>>`` output file), confine ``directory`` and redirection targets to
+the base path, decide which program names the allowlist admits, and apply the refused family and the
+per-program policies (``policies.py``) to every stage, all before any process exists. The runner executes the
+plan; nothing here spawns.
+
+Invariants:
+- No shell, ever. Only the discrete elements ``|``, ``<``, ``>``, ``>>`` are syntax. Every other element reaches
+  execve unchanged: ``"a;b"``, ``"x|"``, ``""`` and newlines are data. Discrete ``;``, ``&&``, ``||``, ``&`` and
+  the other shell operators (``2>``, ``|&``, ``<<``, ...) are refused, never passed on as data.
+- Redirection targets are resolved against the base path, never against the client's ``directory``; a target
+  that leaves the base (absolute elsewhere, ``..``, a symlinked directory) or that is itself a symlink is
+  refused before anything is opened or truncated. The returned path has no symlink in its directory part.
+- Pure: no trio, no subprocess; the OS is touched only through os.path, os.lstat and os.path.realpath.
+- Every refusal is ``Rejected(message, argument="command" | "directory")``; the message names the element
+  (``command[3]``) or the stage and argument, the rule, and what to do instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import re
+import stat
+import sys
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from trio_exec.binaries import fold_program_name
+from trio_exec.errors import Rejected
+from trio_exec.policies import Context, PathUse, Refusal, check_arguments
+from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, Kind, PathPolicy, validate_value
+
+__all__ = [
+    "FORBIDDEN_PATTERN_CHARACTERS",
+    "MAX_STAGES",
+    "REFUSED_FAMILY",
+    "CommandPlan",
+    "Stage",
+    "canonical_program",
+    "check_allow_pattern",
+    "check_plan",
+    "check_stage",
+    "confine_directory",
+    "confine_target",
+    "is_operator_element",
+    "is_refused_program",
+    "parse_command",
+    "program_allowed",
+]
+
+MAX_STAGES = 16  # processes per call; a longer pipeline is almost certainly not what the agent meant
+_EXCERPT_CHARS = 40
+
+
+@attrs.frozen
+class Stage:
+    """One pipeline stage; ``argv[0]`` is the program name as the agent wrote it (e.g. ``"grep"``)."""
+
+    argv: tuple[str, ...]
+
+
+@attrs.frozen
+class CommandPlan:
+    """A parsed ``command``: stages connected by pipes in order, and the confined redirection files."""
+
+    stages: tuple[Stage, ...]
+    stdin_path: str | None  # '<': an existing regular file inside the base path, fed to the first stage
+    stdout_path: str | None  # '>'/'>>': a file inside the base path, written by the last stage
+    append: bool  # True for '>>'
+
+
+# --------------------------------------------------------------------------- operators
+
+PIPE, INPUT, OUTPUT, APPEND = "|", "<", ">", ">>"
+_SYNTAX = frozenset({PIPE, INPUT, OUTPUT, APPEND})
+_HEREDOC = re.compile(r"[0-9]*<<[-<]?")
+_FD_REDIRECTION = re.compile(r"[0-9]*(?:[<>]&[0-9]*-?|>\||<>)|[0-9]+(?:>>?|<)|&>>?")
+
+
+def _operator_problem(element: str) -> str | None:
+    """Why a discrete shell operator other than | < > >> is refused, with what to do instead."""
+    if element in (";", ";;", ";&", ";;&"):
+        return "';' runs commands one after another in a shell; make one call per command"
+    if element in ("&&", "||"):
+        return f"'{element}' chains commands in a shell; make separate calls and decide from the exit code"
+    if element == "&":
+        return "'&' runs a command in the background; every command runs to completion (use '|' to connect two)"
+    if element == "|&":
+        return "'|&' also pipes stderr; stderr is returned separately in the result, so use '|'"
+    if _HEREDOC.fullmatch(element):
+        return "here-documents and here-strings are not supported; pass the text in the 'stdin' argument"
+    if _FD_REDIRECTION.fullmatch(element):
+        return (
+            "only '<', '>' and '>>' of stdin and stdout are supported; stderr is returned separately in the "
+            "result, so drop redirections such as '2>' and '2>&1'"
+        )
+    return None
+
+
+def is_operator_element(element: str) -> bool:
+    """True for an element that is shell syntax when discrete: | < > >> (used) or a refused operator."""
+    return element in _SYNTAX or _operator_problem(element) is not None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _excerpt(value: str) -> str:
+    # repr escapes control and invisible characters, so a message stays one readable line.
+    return repr(value) if len(value) <= _EXCERPT_CHARS else f"{value[:_EXCERPT_CHARS]!r}... ({len(value)} characters)"
+
+
+def _at(index: int, element: str, rule: str) -> Rejected:
+    return Rejected(f"command[{index}] {_excerpt(element)}: {rule}", argument="command")
+
+
+_PROGRAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
+_PROGRAM_RULE = (
+    "a program must be a bare name such as 'grep' (letters, digits and . _ + -; no '/', spaces or shell "
+    "characters); the server runs the program it resolved at startup, and arguments go in separate elements"
+)
+
+
+def _check_elements(elements: Sequence[object]) -> list[str]:
+    if not elements:
+        raise Rejected(
+            "command: the array is empty; give the program and its arguments, e.g. ['ls', '-l']", argument="command"
+        )
+    if len(elements) > MAX_ARGV:
+        raise Rejected(f"command: {len(elements)} elements, more than the limit of {MAX_ARGV}", argument="command")
+    checked: list[str] = []
+    for index, element in enumerate(elements):
+        if not isinstance(element, str):
+            raise Rejected(f"command[{index}]: every element must be a string", argument="command")
+        if "\x00" in element:
+            raise _at(index, element, "NUL bytes cannot be passed to a program; remove the NUL character")
+        if len(element.encode("utf-8", "surrogatepass")) > MAX_VALUE_BYTES:
+            raise _at(index, element, f"more than {MAX_VALUE_BYTES} bytes; pass large input through 'stdin'")
+        checked.append(element)
+    return checked
+
+
+@attrs.define
+class _Parse:
+    """Mutable state while reading the elements left to right."""
+
+    base: str
+    stages: list[list[tuple[int, str]]] = attrs.field(factory=lambda: [[]])
+    stdin_path: str | None = None
+    stdout_path: str | None = None
+    append: bool = False
+
+    def pipe(self, index: int) -> None:
+        if not self.stages[-1]:
+            raise _at(index, PIPE, "a pipe needs a command on both sides")
+        if self.stdout_path is not None:
+            raise _at(index, PIPE, "'>' and '>>' belong to the last stage; move the redirection to the end")
+        self.stages.append([])
+
+    def redirect(self, index: int, operator: str, elements: Sequence[str]) -> None:
+        if index + 1 >= len(elements) or is_operator_element(elements[index + 1]):
+            raise _at(index, operator, "a redirection needs a file name as the next element")
+        target, name = elements[index + 1], f"command[{index + 1}]"
+        if operator == INPUT:
+            if len(self.stages) > 1:
+                raise _at(index, operator, "'<' feeds the first stage only; put it before the first '|'")
+            if self.stdin_path is not None:
+                raise _at(index, operator, "only one '<' is allowed")
+            self.stdin_path = _confine_file(target, base=self.base, relative_to=self.base, use=PathUse.READ, name=name)
+        else:
+            if self.stdout_path is not None:
+                raise _at(index, operator, "only one '>' or '>>' is allowed")
+            self.stdout_path = _confine_file(
+                target, base=self.base, relative_to=self.base, use=PathUse.WRITE, name=name
+            )
+            self.append = operator == APPEND
+
+
+def parse_command(command: Sequence[str], *, base_path: str) -> CommandPlan:
+    """Split ``command`` into pipeline stages and redirections; raise ``Rejected(argument="command")``.
+
+    Redirections may stand anywhere in their stage (``< in cat`` as in a shell); their targets are
+    resolved against ``base_path``, not against the call's ``directory``.
+    """
+    elements = _check_elements(command)
+    state = _Parse(base=_real_base(base_path))
+    index = 0
+    while index < len(elements):
+        element = elements[index]
+        problem = _operator_problem(element)
+        if problem is not None:
+            raise _at(index, element, problem)
+        if element == PIPE:
+            state.pipe(index)
+        elif element in (INPUT, OUTPUT, APPEND):
+            state.redirect(index, element, elements)
+            index += 1  # the target
+        else:
+            state.stages[-1].append((index, element))
+        index += 1
+    if not state.stages[-1]:
+        last = len(elements) - 1
+        rule = "a pipe needs a command on both sides" if elements[last] == PIPE else "the command has no program"
+        raise _at(last, elements[last], rule)
+    if len(state.stages) > MAX_STAGES:
+        raise Rejected(f"command: {len(state.stages)} pipeline stages, more than {MAX_STAGES}", argument="command")
+    for stage in state.stages:
+        index, program = stage[0]
+        if _PROGRAM_NAME.fullmatch(program) is None:
+            raise _at(index, program, _PROGRAM_RULE)
+    return CommandPlan(
+        stages=tuple(Stage(tuple(element for _, element in stage)) for stage in state.stages),
+        stdin_path=state.stdin_path,
+        stdout_path=state.stdout_path,
+        append=state.append,
+    )
+
+
+# --------------------------------------------------------------------------- confinement
+
+
+def _real_base(base_path: str) -> str:
+    if not os.path.isabs(base_path):
+        raise ValueError(f"base_path must be absolute, got {base_path!r}")
+    return os.path.realpath(base_path)
+
+
+def _is_within(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root  # whole components: /srv/workshop is not in /srv/work
+
+
+def _refused_path(name: str, value: str, rule: str, base: str) -> Rejected:
+    return Rejected(
+        f"argument {name!r} ({_excerpt(value)}): {rule}; give a path inside {base} such as 'subdir/file.txt'",
+        argument="command",
+    )
+
+
+# Writing here would let the next git command run programs: .git/config and hooks name them, and
+# $HOME/.gitconfig does too when HOME is the base path.
+def _protected_problem(final: str, base: str) -> str | None:
+    parts = [part.lower() for part in os.path.relpath(final, base).split(os.sep)]
+    if ".git" in parts:
+        return "is inside .git (git runs programs named in .git/config and .git/hooks)"
+    if parts[-1] == ".gitconfig" or parts[:2] == [".config", "git"]:
+        return "is git configuration (it can name programs git runs)"
+    return None
+
+
+def _confine_file(value: str, *, base: str, relative_to: str, use: PathUse, name: str) -> str:
+    """The absolute path ``value`` names (relative to ``relative_to``) if ``use`` of it is allowed.
+
+    Syntax checks come from validation (NUL, controls, '..', '~', leading '-', encodings, look-alikes);
+    containment is checked on the fully resolved path and on the directory part separately, so a final
+    symlink cannot hide an outside parent. For READ/WRITE the final component must not be a symlink and
+    must be a regular file (READ: existing; WRITE: existing or new in an existing directory).
+    """
+    try:
+        validate_value(name, Kind.PATH, value, paths=PathPolicy(validate_paths=False))
+    except Rejected as exc:
+        raise Rejected(exc.message, argument="command") from None
+    candidate = os.path.normpath(os.path.join(relative_to, value))  # join keeps an absolute value as is
+    if not _is_within(os.path.realpath(candidate), base):
+        raise _refused_path(name, value, f"it resolves outside the base path {base} (symlinks are followed)", base)
+    if use is PathUse.INSIDE:
+        return os.path.realpath(candidate)
+    parent, leaf = os.path.split(candidate)
+    real_parent = os.path.realpath(parent)
+    if value.endswith("/") or candidate == base or not _is_within(real_parent, base):
+        raise _refused_path(name, value, "it must name a file inside the base path", base)
+    if not os.path.isdir(real_parent):
+        raise _refused_path(name, value, "its directory does not exist", base)
+    final = os.path.join(real_parent, leaf)
+    problem = _final_component_problem(final, use)
+    if problem is None and use is PathUse.WRITE:
+        problem = _protected_problem(final, base)
+    if problem is not None:
+        raise _refused_path(name, value, problem, base)
+    return final
+
+
+def _final_component_problem(final: str, use: PathUse) -> str | None:
+    try:
+        mode = os.lstat(final).st_mode
+    except FileNotFoundError:
+        return "the file does not exist" if use is PathUse.READ else None
+    except OSError as exc:
+        return f"it cannot be checked ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        return "it is a symbolic link (links are not followed for redirections and output files); name the real file"
+    if not stat.S_ISREG(mode):
+        return "it is not a regular file (a directory, FIFO or device)"
+    return None
+
+
+def confine_target(target: str, base_path: str, *, reading: bool = False) -> str:
+    """The absolute path of a redirection target, resolved against ``base_path`` (never the client's directory).
+
+    Refused: paths outside the base (absolute elsewhere, ``..``, symlinked directories), a final component
+    that is a symlink at all (the runner opens with O_NOFOLLOW), non-regular files, NUL and control
+    characters, and (for writing) files inside ``.git`` or git's own configuration. ``reading`` (``<``)
+    also requires the file to exist. Raises ``Rejected(argument="command")``.
+    """
+    base = _real_base(base_path)
+    use = PathUse.READ if reading else PathUse.WRITE
+    return _confine_file(target, base=base, relative_to=base, use=use, name="redirection target")
+
+
+def confine_directory(directory: str | None, base_path: str) -> str:
+    """The real path of the ``directory`` argument (default: the base path); an existing directory inside it."""
+    base = _real_base(base_path)
+    if directory is None:
+        return base
+    validate_value("directory", Kind.PATH, directory, paths=PathPolicy(base_path=base))
+    resolved = os.path.realpath(os.path.join(base, directory))
+    if not os.path.isdir(resolved):
+        raise Rejected(
+            f"argument 'directory' ({_excerpt(directory)}): it is not an existing directory; "
+            f"give a directory inside {base}, or leave 'directory' out to use the base path",
+            argument="directory",
+        )
+    return resolved
+
+
+# --------------------------------------------------------------------------- program names
+
+# Names that do one job under another name; a policy is looked up by the canonical name.
+_ALIASES: Mapping[str, str] = {
+    **dict.fromkeys(("gawk", "mawk", "nawk", "original-awk", "onetrue-awk", "bwk-awk", "busybox-awk"), "awk"),
+    **dict.fromkeys(("gfind", "bfind", "bfs"), "find"),
+    **dict.fromkeys(("gtar", "bsdtar"), "tar"),
+    "gsort": "sort",
+    "gsplit": "split",
+    "ripgrep": "rg",
+    "gsed": "sed",
+    **dict.fromkeys(("gmake", "bmake", "pmake"), "make"),
+    "gdu": "du",
+    "gwc": "wc",
+}
+
+
+def canonical_program(name: str) -> str:
+    """The policy name of a program name or path: basename, folded (case, versions), aliases resolved."""
+    folded = fold_program_name(os.path.basename(name))
+    return _ALIASES.get(folded, folded)
+
+
+# Programs that turn an argument, a file or stdin into code, or run another program: no per-program policy
+# can make them safe, so allowlisting one needs --allow-dangerous. Folded like program names.
+_REFUSED_GROUPS: tuple[tuple[str, ...], ...] = (
+    # shells and multi-call binaries
+    ("sh", "bash", "dash", "zsh", "ksh", "mksh", "pdksh", "oksh", "lksh", "ash", "csh", "tcsh", "fish", "yash",
+     "posh", "rbash", "elvish", "xonsh", "nu", "pwsh", "powershell", "busybox", "toybox", "git-shell"),
+    # interpreters and REPLs with shell escapes
+    ("python", "pypy", "ipython", "bpython", "jython", "micropython", "perl", "ruby", "irb", "jruby", "node",
+     "nodejs", "deno", "bun", "lua", "luajit", "php", "php-cgi", "tclsh", "wish", "expect", "guile", "racket",
+     "sbcl", "clisp", "ocaml", "R", "Rscript", "julia", "java", "jshell", "groovy", "scala", "kotlin", "dotnet",
+     "osascript", "m4", "dc", "sqlite3", "mysql", "mariadb", "psql"),
+    # wrappers that run the command they are given
+    ("env", "xargs", "timeout", "nice", "ionice", "chrt", "taskset", "numactl", "nohup", "setsid", "stdbuf",
+     "unbuffer", "time", "watch", "flock", "chroot", "unshare", "nsenter", "setpriv", "capsh", "prlimit",
+     "script", "parallel", "sudo", "su", "doas", "pkexec", "runuser", "sg", "newgrp", "firejail", "bwrap",
+     "systemd-run", "run-parts", "at", "batch", "crontab", "screen", "tmux", "ssh", "scp", "sftp", "rsync",
+     "nc", "ncat", "netcat", "socat", "ld.so", "ld-linux.so.2", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1",
+     "ld-musl-x86_64.so.1", "ld-musl-aarch64.so.1"),
+    # editors (sed e/w, ed !, vi :!), pagers (less !), openers
+    ("sed", "gsed", "ed", "red", "ex", "vi", "vim", "nvim", "gvim", "view", "vimdiff", "rvim", "emacs",
+     "emacsclient", "nano", "pico", "joe", "jed", "mg", "micro", "kak", "hx", "editor", "sensible-editor",
+     "less", "more", "most", "pg", "man", "info", "pager", "sensible-pager", "xdg-open", "sensible-browser",
+     "x-www-browser", "www-browser"),
+    # debuggers and tracers
+    ("gdb", "lldb", "strace", "ltrace", "valgrind", "perf"),
+)  # fmt: skip
+REFUSED_FAMILY: frozenset[str] = frozenset(fold_program_name(name) for group in _REFUSED_GROUPS for name in group)
+_MULTI_CALL = frozenset({"busybox", "toybox"})  # the applet is chosen by argv[0], not by the binary's name
+
+
+def is_refused_program(name: str) -> bool:
+    """True if ``name`` (a name or a path) folds to a shell, interpreter, wrapper, editor, pager or debugger."""
+    return canonical_program(name) in REFUSED_FAMILY
+
+
+def _stage_programs(program: str, program_path: str | None) -> list[str]:
+    """Canonical names whose policies apply: the name given, and the pinned binary's symlink target."""
+    names = [canonical_program(program)]
+    if program_path is not None:
+        target = canonical_program(os.path.realpath(program_path))
+        if target not in _MULTI_CALL and target not in names:
+            names.append(target)  # 'pager' -> less, 'editor' -> vim, 'awk' -> gawk
+    return names
+
+
+def program_allowed(name: str, allow_commands: frozenset[str], allow_patterns: Sequence[re.Pattern[str]]) -> bool:
+    """True if the bare name ``name`` is in the allowlist or fully matches an allowed pattern."""
+    if _PROGRAM_NAME.fullmatch(name) is None:
+        return False
+    return name in allow_commands or any(pattern.fullmatch(name) for pattern in allow_patterns)
+
+
+# --------------------------------------------------------------------------- stage policies
+
+
+def check_stage(
+    stage: Stage,
+    *,
+    base_path: str,
+    allow_dangerous: bool,
+    directory: str | None = None,
+    program_path: str | None = None,
+) -> None:
+    """Refuse the stage if its program is in the refused family (unless ``allow_dangerous``) or its arguments
+    break the program's policy. Policies always apply, ``allow_dangerous`` or not.
+
+    ``directory`` is the stage's confined working directory (default: the base path): relative paths in
+    options such as ``sort -o`` are resolved against it. ``program_path`` is the pinned binary; when given,
+    the policies of its symlink target apply too.
+    """
+    base = _real_base(base_path)
+    program = stage.argv[0]
+    names = _stage_programs(program, program_path)
+    refused = next((name for name in names if name in REFUSED_FAMILY), None)
+    if refused is not None and not allow_dangerous:
+        raise Rejected(
+            f"the program {program!r} is refused: {refused} is a shell, interpreter, wrapper, editor, pager or "
+            "debugger, and any argument could make it run code; use a program with a narrower job",
+            argument="command",
+        )
+    cwd = base if directory is None else os.path.realpath(directory)
+    confine = functools.partial(_confine_option, base=base, relative_to=cwd)
+    for name in names:
+        ctx = Context(program=name, directory=cwd, confine=confine)
+        try:
+            check_arguments(name, stage.argv[1:], ctx)
+        except Refusal as refusal:
+            element = stage.argv[refusal.index]
+            raise Rejected(
+                f"{program} argument {refusal.index} ({_excerpt(element)}): {refusal.reason} "
+                f"(the {name} policy; see SECURITY.md)",
+                argument="command",
+            ) from None
+
+
+def _confine_option(value: str, use: PathUse, what: str, *, base: str, relative_to: str) -> None:
+    _confine_file(value, base=base, relative_to=relative_to, use=use, name=what)
+
+
+def check_plan(
+    plan: CommandPlan,
+    *,
+    base_path: str,
+    allow_dangerous: bool,
+    directory: str | None = None,
+    program_paths: Mapping[str, str] | None = None,
+) -> None:
+    """``check_stage`` for every stage; messages of a multi-stage plan say which stage broke the rule."""
+    for number, stage in enumerate(plan.stages, 1):
+        path = None if program_paths is None else program_paths.get(stage.argv[0])
+        try:
+            check_stage(
+                stage, base_path=base_path, allow_dangerous=allow_dangerous, directory=directory, program_path=path
+            )
+        except Rejected as exc:
+            if len(plan.stages) == 1:
+                raise
+            raise Rejected(f"stage {number} of {len(plan.stages)}: {exc.message}", argument="command") from None
+
+
+# --------------------------------------------------------------------------- ALLOW_PATTERNS
+
+# A pattern may match nothing that could turn a name into a path, several words or shell syntax.
+_SHELL_METACHARACTERS = "|&;<>()$`\\\"'*?[]{}~#!"
+_UNICODE_SPACES = (
+    "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+FORBIDDEN_PATTERN_CHARACTERS: frozenset[str] = frozenset(
+    "/" + _SHELL_METACHARACTERS + _UNICODE_SPACES + "".join(map(chr, [*range(0x21), *range(0x7F, 0xA0)]))
+)
+_FORBIDDEN_CODES = sorted(map(ord, FORBIDDEN_PATTERN_CHARACTERS))
+
+
+def _sre_parser() -> Any:
+    # The stdlib regex parser (sre_parse; re._parser since 3.11) gives the exact set of characters each part
+    # of a pattern can match. Its tree format is the same on 3.10-3.13; unknown node types are refused.
+    return importlib.import_module("re._parser" if sys.version_info >= (3, 11) else "sre_parse")
+
+
+def check_allow_pattern(pattern: str) -> str | None:
+    """None if ``pattern`` is a safe ALLOW_PATTERNS entry, else the reason it is refused at startup.
+
+    It must compile with ``re`` and must not be able to match a path separator, whitespace, a control
+    character or a shell metacharacter: '.', '\\S', '\\W', '\\D', '\\s', negated classes and ranges or
+    literals covering one of those are refused. (Matching program names that are refused anyway, such as
+    ``python3``, is allowed here: the refused family is checked on every call.)
+    """
+    if not pattern:
+        return "the pattern is empty"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FutureWarning about possible future set syntax is not an error
+        try:
+            re.compile(pattern)
+            tree = _sre_parser().parse(pattern)
+        except re.error as exc:
+            return f"Python's re module cannot compile it: {exc}"
+        except (RecursionError, OverflowError):
+            return "the pattern is too deeply nested or a repetition count is too large"
+    return _pattern_problem(tree)
+
+
+def _pattern_problem(items: Iterable[tuple[Any, Any]]) -> str | None:
+    for op, av in items:
+        kind = str(op)
+        if kind in ("ANY", "NOT_LITERAL"):
+            return "it can match any character ('.' or a negated character), including '/' and spaces"
+        if kind == "LITERAL":
+            problem = _codes_problem(av, av)
+        elif kind == "IN":
+            problem = _class_problem(av)
+        elif kind in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            problem = _pattern_problem(av[2])
+        elif kind == "SUBPATTERN":
+            problem = _pattern_problem(av[3])
+        elif kind == "ATOMIC_GROUP":
+            problem = _pattern_problem(av)
+        elif kind in ("ASSERT", "ASSERT_NOT"):
+            problem = _pattern_problem(av[1])
+        elif kind == "BRANCH":
+            problem = next(filter(None, (_pattern_problem(branch) for branch in av[1])), None)
+        elif kind == "GROUPREF_EXISTS":
+            problem = _pattern_problem(av[1]) or (_pattern_problem(av[2]) if av[2] is not None else None)
+        elif kind in ("AT", "GROUPREF"):
+            problem = None  # anchors match no character; a backreference repeats what its group matched
+        else:
+            problem = f"it uses a regular-expression feature this check does not know ({kind})"
+        if problem is not None:
+            return problem
+    return None
+
+
+def _class_problem(members: Iterable[tuple[Any, Any]]) -> str | None:
+    for op, av in members:
+        kind = str(op)
+        if kind == "NEGATE":
+            return "a negated class ('[^...]') matches '/', spaces and shell characters"
+        problem = (
+            _codes_problem(av, av)
+            if kind == "LITERAL"
+            else _codes_problem(*av)
+            if kind.startswith("RANGE")
+            else _category_problem(str(av))
+            if kind == "CATEGORY"
+            else f"it uses a character-class feature this check does not know ({kind})"
+        )
+        if problem is not None:
+            return problem
+    return None
+
+
+def _codes_problem(low: int, high: int) -> str | None:
+    code = next((code for code in _FORBIDDEN_CODES if low <= code <= high), None)
+    if code is None:
+        return None
+    return f"it can match {chr(code)!r}, a path separator, space, control or shell character"
+
+
+def _category_problem(category: str) -> str | None:
+    if category in ("CATEGORY_DIGIT", "CATEGORY_WORD"):
+        return None  # \d and \w: digits, letters and '_'
+    return "it uses '\\s', '\\S', '\\W' or '\\D', which match '/', spaces or shell characters"
