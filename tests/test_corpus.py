@@ -26,7 +26,7 @@ _HERE = Path(__file__).parent
 _SHARED = _HERE.parent.parent / "shared" / "corpus" / "public_cases.json"
 CORPUS = _SHARED if _SHARED.exists() else _HERE / "corpus" / "public_cases.json"
 CASES: list[dict[str, Any]] = json.loads(CORPUS.read_text())["cases"]
-IMPLEMENTED_MODES = {"template"}
+IMPLEMENTED_MODES = {"template", "allowlist"}
 
 
 def _subst(value: Any, names: dict[str, str]) -> Any:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import trio
@@ -124,3 +126,41 @@ async def test_a_program_that_cannot_start_is_a_spawn_failure() -> None:
 async def test_death_by_signal_is_reported_as_a_signal() -> None:
     result = await run(plan("-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"))
     assert (result.exit_code, result.signal, result.timed_out) == (None, 11, False)
+
+
+async def test_a_pipeline_runs_its_stages_concurrently_in_one_group() -> None:
+    with trio.fail_after(10):  # yes never ends by itself: only a concurrent head lets it finish
+        result = await run(plan("/usr/bin/yes", more=(("/usr/bin/head", "-n", "1"),)))
+    assert result.stdout == b"y\n"
+    assert result.stages[1] == (0, None)
+    assert result.stages[0] == (None, signal.SIGPIPE)  # yes died writing to the finished head
+
+
+async def test_pipeline_stages_report_their_own_exit_codes(tmp_path: Path) -> None:
+    result = await run(plan("/bin/false", more=(("/bin/cat",), ("/usr/bin/wc", "-c"))))
+    assert [code for code, _ in result.stages] == [1, 0, 0]
+    assert result.exit_code == 0  # as a shell reports it: the last stage's
+    assert result.stdout.strip() == b"0"
+
+
+async def test_redirections_read_and_write_files(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.txt", tmp_path / "out.txt"
+    source.write_text("b\na\n")
+    await run(plan("/usr/bin/sort", stdin_path=str(source), stdout_path=str(target)))
+    assert target.read_text() == "a\nb\n"
+    await run(plan("/bin/echo", "more", stdout_path=str(target), append=True))
+    assert target.read_text() == "a\nb\nmore\n"
+
+
+async def test_a_redirection_never_follows_a_final_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (tmp_path / "link.txt").symlink_to(victim)
+    with pytest.raises(OSError, match=r"symbolic links|Too many levels"):
+        await run(plan("/bin/echo", "x", stdout_path=str(tmp_path / "link.txt")))
+    assert victim.read_text() == "keep me\n"
+
+
+async def test_a_stage_that_cannot_start_stops_the_ones_already_started() -> None:
+    with pytest.raises(SpawnFailed, match="nonexistent"):
+        await run(plan("/usr/bin/yes", more=(("/nonexistent/program",),)))

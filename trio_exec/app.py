@@ -7,8 +7,10 @@ cancelled; running calls see trio cancellation and the runner kills their proces
 from __future__ import annotations
 
 import signal
+import tempfile
 from typing import Any
 
+import attrs
 import trio
 from loguru import logger
 from mcp.server.lowlevel.server import Server
@@ -17,6 +19,7 @@ from trio_exec import __version__
 from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import Settings
 from trio_exec.server import Service, build_server
+from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template
 from trio_exec.transports.stdio import serve_stdio
 
@@ -91,7 +94,9 @@ class _Relay:
         self.target.started(" ".join(f"{u}{self.path}" for u in urls or []))
 
 
-def run(settings: Settings, context: Context, templates: list[Template], warnings: list[str]) -> int:
+def run(
+    settings: Settings, context: Context, templates: list[Template], shell: ShellTool | None, warnings: list[str]
+) -> int:
     """Configure logging and serve; returns the process exit code."""
     secrets = [settings.auth_token] if settings.auth_token else []
     setup_logging(settings.log_level, settings.log_format, secrets)
@@ -121,6 +126,9 @@ def run(settings: Settings, context: Context, templates: list[Template], warning
     )
     for w in warnings:
         logger.warning(w)
-    trio.run(serve, Service.create(settings, context, templates, audit))
+    with tempfile.TemporaryDirectory(prefix="trio-exec-home-") as home:
+        if shell is not None:  # an empty private HOME: no planted ~/.gitconfig reaches shell_execute's commands
+            shell = attrs.evolve(shell, home=home)
+        trio.run(serve, Service.create(settings, context, templates, audit, shell))
     logger.info("stopped")
     return 0

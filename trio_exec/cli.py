@@ -24,6 +24,8 @@ from trio_exec import __version__, procfs
 from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.config import Limits, Settings, ToolSpec, load_toml, split_config
 from trio_exec.errors import ConfigError
+from trio_exec.shell import NAME as SHELL_NAME
+from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template, compile_tool, describe, input_schema, parse_specs
 from trio_exec.validation import PathPolicy, is_sensitive
 
@@ -266,6 +268,24 @@ OPTIONS: tuple[Opt, ...] = (
         "Processes of the command's user (prlimit --nproc; does not bind root).",
         convert=_number(int),
         metavar="<n>",
+    ),
+    Opt(
+        "--allow-commands",
+        "allow_commands",
+        "MCP_EXEC_ALLOW_COMMANDS",
+        "Enable shell_execute for these programs (also ALLOW_COMMANDS / ALLOWED_COMMANDS, merged).",
+        convert=_names,
+        metavar="<names>",
+        default=(),
+    ),
+    Opt(
+        "--allow-patterns",
+        "allow_patterns",
+        "MCP_EXEC_ALLOW_PATTERNS",
+        "shell_execute: program names fully matching these regexes are allowed too (also ALLOW_PATTERNS).",
+        convert=_names,
+        metavar="<regexes>",
+        default=(),
     ),
     Opt(
         "--log-level",
@@ -558,8 +578,16 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         if t.name in seen:
             raise ConfigError(f"{t.source}: duplicate tool name {t.name!r}")
         seen.add(t.name)
-    if not tools:
-        raise ConfigError("no tools configured: give --cmd 'NAME|\"TEMPLATE\"', MCP_EXEC_COMMANDS or --config")
+    if "allow_commands" not in cli:  # mcp-shell-server's variables, merged with ours
+        legacy = [n for var in ("ALLOW_COMMANDS", "ALLOWED_COMMANDS") for n in _names(environ.get(var, ""), var)]
+        merged["allow_commands"] = tuple(dict.fromkeys([*merged["allow_commands"], *legacy]))
+    if "allow_patterns" not in cli:
+        legacy = list(_names(environ.get("ALLOW_PATTERNS", ""), "ALLOW_PATTERNS"))
+        merged["allow_patterns"] = tuple(dict.fromkeys([*merged["allow_patterns"], *legacy]))
+    if not tools and not merged["allow_commands"] and not merged["allow_patterns"]:
+        raise ConfigError(
+            "no tools configured: give --cmd 'NAME|\"TEMPLATE\"', MCP_EXEC_COMMANDS, --config or --allow-commands"
+        )
 
     base_path = merged["base_path"]
     if base_path:
@@ -649,7 +677,7 @@ def _tokens(merged: dict[str, Any]) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def compile_all(settings: Settings) -> tuple[Context, list[Template]]:
+def compile_all(settings: Settings) -> tuple[Context, list[Template], ShellTool | None]:
     """Compile every tool against the settings; raises ``ConfigError``."""
     ctx = Context(
         paths=PathPolicy(base_path=settings.base_path, validate_paths=settings.validate_paths),
@@ -659,7 +687,20 @@ def compile_all(settings: Settings) -> tuple[Context, list[Template]]:
         search_path=settings.search_path,
         sensitive_keys=settings.sensitive_keys,
     )
-    return ctx, [compile_tool(spec, ctx) for spec in settings.tools]
+    shell = None
+    if settings.allow_commands or settings.allow_patterns:
+        if any(spec.name == SHELL_NAME for spec in settings.tools):
+            raise ConfigError(f"a template named {SHELL_NAME!r} clashes with the allowlist tool; rename it")
+        shell = ShellTool.create(
+            names=settings.allow_commands,
+            patterns=settings.allow_patterns,
+            base_path=settings.base_path or os.path.realpath(os.getcwd()),
+            search_path=settings.search_path,
+            allow_dangerous=settings.allow_dangerous,
+            allow_missing=settings.allow_missing_binaries,
+            home="",  # made at serve time (a private empty folder)
+        )
+    return ctx, [compile_tool(spec, ctx) for spec in settings.tools], shell
 
 
 def warnings_for(loaded: Loaded) -> list[str]:
@@ -674,7 +715,9 @@ def warnings_for(loaded: Loaded) -> list[str]:
         ]
     if s.auth_token and "auth_token" in loaded.explicit and loaded.token_on_command_line:
         notes.append("--auth-token on the command line is visible in ps; prefer MCP_EXEC_AUTH_TOKEN")
-    if s.base_path is None and s.validate_paths:
+    if (s.allow_commands or s.allow_patterns) and s.base_path is None:
+        notes.append("shell_execute without --base-path: confined to the server's working directory")
+    if s.base_path is None and s.validate_paths and s.tools:
         notes.append("no --base-path: path arguments must be absolute and are not confined to a directory")
     if not s.validate_paths:
         notes.append("--no-validate-paths: path arguments are NOT confined to the base path")
@@ -683,9 +726,17 @@ def warnings_for(loaded: Loaded) -> list[str]:
     return notes
 
 
-def dry_run_report(loaded: Loaded, templates: list[Template]) -> str:
+def dry_run_report(loaded: Loaded, templates: list[Template], shell: ShellTool | None = None) -> str:
     s = loaded.settings
-    out = [f"trio-exec {__version__}: configuration is valid", f"tools ({len(templates)}):"]
+    count = len(templates) + (shell is not None)
+    out = [f"trio-exec {__version__}: configuration is valid", f"tools ({count}):"]
+    if shell is not None:
+        out.append(f"  {SHELL_NAME}  (from --allow-commands / ALLOW_COMMANDS / ALLOW_PATTERNS)")
+        for name in sorted(shell.allow_commands):
+            out.append(f"    program {name}: {shell.pinned.get(name, '(missing; resolved at call time)')}")
+        out += [f"    pattern {p.pattern!r} (resolved at call time)" for p in shell.allow_patterns]
+        out.append(f"    base path (directory and redirections confined to it): {shell.base_path}")
+        out.append("    per-program policies: git, find, awk, tar, sort, split, rg, sed, make, ... (SECURITY.md)")
     for t in templates:
         out.append(f"  {t.name}  (from {t.spec.source})")
         out.append(f"    program: {t.program_path or t.program + ' (missing; resolved at call time)'}")
@@ -735,12 +786,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     try:
         loaded = load_settings(argv, environ)
-        ctx, templates = compile_all(loaded.settings)
+        ctx, templates, shell = compile_all(loaded.settings)
     except ConfigError as e:
         print(f"trio-exec: error: {e.message}", file=sys.stderr)
         return 2
     if loaded.settings.dry_run:
-        print(dry_run_report(loaded, templates))
+        print(dry_run_report(loaded, templates, shell))
         return 0
     s = loaded.settings
     # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank the secrets there.
@@ -748,4 +799,4 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     procfs.scrub_arguments(["--auth-token"])
     from trio_exec import app  # the MCP SDK is slow to import: only when serving
 
-    return app.run(loaded.settings, ctx, templates, warnings_for(loaded))
+    return app.run(loaded.settings, ctx, templates, shell, warnings_for(loaded))

@@ -112,6 +112,8 @@ class Settings:
     max_concurrent: int = 50
     circuit_threshold: int = 10
     circuit_timeout_s: float = 60.0
+    allow_commands: tuple[str, ...] = ()
+    allow_patterns: tuple[str, ...] = ()
     config_path: str | None = None
 
 

@@ -13,10 +13,13 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 import trio
@@ -25,6 +28,7 @@ from trio_exec.config import Limits
 from trio_exec.errors import ConfigError, SpawnFailed
 
 KILL_GRACE_S = 1.0
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"  # commands' PATH unless the operator passes theirs (--env-allow PATH)
 _CHUNK = 64 * 1024
 
 
@@ -38,6 +42,10 @@ class ExecPlan:
     stdin: bytes | None = attrs.field(default=None, repr=False)
     timeout_s: float = 30.0
     max_output_bytes: int = 1024 * 1024
+    more: tuple[tuple[str, ...], ...] = ()  # further pipeline stages: stdout -> stdin
+    stdin_path: str | None = None  # '<': the first stage reads this file
+    stdout_path: str | None = None  # '>'/'>>': the last stage writes this file (not captured)
+    append: bool = False
 
 
 @attrs.frozen
@@ -52,6 +60,7 @@ class RunResult:
     stderr_truncated: bool
     timed_out: bool
     duration_s: float
+    stages: tuple[tuple[int | None, int | None], ...] = ()  # (exit code, signal) per pipeline stage
 
     @property
     def output_limited(self) -> bool:
@@ -143,67 +152,161 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _stop(proc: trio.Process) -> None:
-    """SIGTERM the group, give it a short grace, then SIGKILL whatever is left."""
-    if proc.returncode is None:
-        _killpg(proc.pid, signal.SIGTERM)
+async def _stop(procs: list[trio.Process]) -> None:
+    """SIGTERM the group, give it a short grace, then SIGKILL whatever is left and reap every stage."""
+    pgid = procs[0].pid
+    if any(p.returncode is None for p in procs):
+        _killpg(pgid, signal.SIGTERM)
         with trio.move_on_after(KILL_GRACE_S):
-            await proc.wait()
-    _killpg(proc.pid, signal.SIGKILL)
-    await proc.wait()
+            for p in procs:
+                await p.wait()
+    _killpg(pgid, signal.SIGKILL)
+    for p in procs:
+        await p.wait()
+
+
+_HAS_PROCESS_GROUP = sys.version_info >= (3, 11)  # Popen(process_group=) is 3.11+
+
+
+def _group(pgid: int | None, stages: int) -> dict[str, Any]:
+    """Popen arguments for the command's own process group; ``pgid`` None starts it.
+
+    A lone command gets a new session (its own group, no controlling terminal). A process group
+    cannot span sessions, so the stages of a pipeline share a new group in the server's session.
+    """
+    if pgid is None and stages == 1:
+        return {"start_new_session": True}
+    group = 0 if pgid is None else pgid
+    if _HAS_PROCESS_GROUP:
+        return {"process_group": group}
+    return {"preexec_fn": functools.partial(os.setpgid, 0, group)}  # pragma: no cover - 3.10 only
+
+
+class _Wiring:
+    """The parent's ends of one run's pipes and files: closed once every stage holds its own copy."""
+
+    def __init__(self) -> None:
+        self.ends: list[int] = []
+
+    def pipe(self) -> tuple[int, int]:
+        r, w = os.pipe()
+        self.ends += [r, w]
+        return r, w
+
+    def open(self, path: str, flags: int) -> int:
+        # O_NOFOLLOW: a redirection target that became a symlink after validation is refused here.
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        self.ends.append(fd)
+        return fd
+
+    def keep(self, fd: int) -> trio.lowlevel.FdStream:
+        """Our end of a pipe as a trio stream (no longer closed by ``close``)."""
+        self.ends.remove(fd)
+        return trio.lowlevel.FdStream(fd)
+
+    def close(self) -> None:
+        for fd in self.ends:
+            os.close(fd)
+        self.ends.clear()
+
+
+async def _spawn(plan: ExecPlan, stdin: int, stdout: int, stderr: int, wiring: _Wiring) -> list[trio.Process]:
+    """Start every stage, stdin -> stage 1 | ... | stage n -> stdout, all in one new process group."""
+    commands = (plan.argv, *plan.more)
+    procs: list[trio.Process] = []
+    stage_in = stdin
+    try:
+        for i, argv in enumerate(commands):
+            next_in, stage_out = wiring.pipe() if i < len(commands) - 1 else (None, stdout)
+            procs.append(
+                await trio.lowlevel.open_process(
+                    list(argv),
+                    stdin=stage_in,
+                    stdout=stage_out,
+                    stderr=stderr,
+                    cwd=plan.cwd,
+                    env=dict(plan.env),
+                    **_group(procs[0].pid if procs else None, len(commands)),
+                )
+            )
+            stage_in = next_in if next_in is not None else stage_in
+    except OSError as e:
+        if procs:
+            with trio.CancelScope(shield=True):
+                await _stop(procs)
+        raise SpawnFailed(f"cannot start {commands[len(procs)][0]}: {e.strerror or e}") from None
+    return procs
 
 
 async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
-    """Run ``plan`` to completion, timeout or cancellation; never leaves a process behind.
+    """Run ``plan`` (one command or a pipeline) to completion, timeout or cancellation.
 
-    ``watch``, when given, sees every chunk of output as it arrives (for progress reports).
+    Never leaves a process behind. ``watch``, when given, sees every chunk of output as it
+    arrives (for progress reports).
     """
     started = trio.current_time()
+    wiring = _Wiring()
+    streams: list[trio.lowlevel.FdStream] = []
     try:
-        proc = await trio.lowlevel.open_process(
-            list(plan.argv),
-            stdin=subprocess.DEVNULL if plan.stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=plan.cwd,
-            env=dict(plan.env),
-            start_new_session=True,
-        )
-    except OSError as e:
-        raise SpawnFailed(f"cannot start {plan.argv[0]}: {e.strerror or e}") from None
-    stdout, stderr, stdin = proc.stdout, proc.stderr, proc.stdin
-    if stdout is None or stderr is None:  # pragma: no cover - we asked for pipes
-        raise RuntimeError("the process has no output pipes")
+        out_r, out_w = wiring.pipe()
+        err_r, err_w = wiring.pipe()
+        if plan.stdout_path is not None:
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if plan.append else os.O_TRUNC)
+            out_w = wiring.open(plan.stdout_path, flags)
+        feed = None
+        if plan.stdin_path is not None:
+            stdin = wiring.open(plan.stdin_path, os.O_RDONLY)
+        elif plan.stdin is not None:
+            stdin, feed_w = wiring.pipe()
+            feed = wiring.keep(feed_w)
+            streams.append(feed)
+        else:
+            stdin = subprocess.DEVNULL
+        out_stream, err_stream = wiring.keep(out_r), wiring.keep(err_r)
+        streams += [out_stream, err_stream]
+        procs = await _spawn(plan, stdin, out_w, err_w, wiring)
+    except BaseException:
+        for stream in streams:
+            stream.close()
+        raise
+    finally:
+        wiring.close()  # the children have their copies; EOF now follows their exit
+    pgid = procs[0].pid
     out, err = _Capture(plan.max_output_bytes, watch), _Capture(plan.max_output_bytes, watch)
 
     def overflow() -> None:
-        _killpg(proc.pid, signal.SIGKILL)
+        _killpg(pgid, signal.SIGKILL)
 
     try:
         with trio.move_on_after(plan.timeout_s) as deadline:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(out.drain, stdout, overflow)
-                nursery.start_soon(err.drain, stderr, overflow)
-                if stdin is not None and plan.stdin is not None:
-                    nursery.start_soon(_feed, stdin, plan.stdin)
-                await proc.wait()
+                nursery.start_soon(out.drain, out_stream, overflow)
+                nursery.start_soon(err.drain, err_stream, overflow)
+                if feed is not None and plan.stdin is not None:
+                    nursery.start_soon(_feed, feed, plan.stdin)
+                for proc in procs:
+                    await proc.wait()
                 # Background children of the command must not outlive the call, and
                 # must not keep the pipes (and so this call) open.
-                _killpg(proc.pid, signal.SIGKILL)
+                _killpg(pgid, signal.SIGKILL)
     finally:
         with trio.CancelScope(shield=True):
-            await _stop(proc)
-            for pipe in (proc.stdin, proc.stdout, proc.stderr):
-                if pipe is not None:
-                    await pipe.aclose()
-    code = proc.returncode
+            await _stop(procs)
+            for stream in streams:
+                await stream.aclose()
+    codes = [p.returncode for p in procs]
+    stages = tuple(
+        (code if code is not None and code >= 0 else None, -code if code is not None and code < 0 else None)
+        for code in codes
+    )
     return RunResult(
-        exit_code=code if code is not None and code >= 0 else None,
-        signal=-code if code is not None and code < 0 else None,
+        exit_code=stages[-1][0],
+        signal=stages[-1][1],
         stdout=bytes(out.data),
         stderr=bytes(err.data),
         stdout_truncated=out.truncated,
         stderr_truncated=err.truncated,
         timed_out=deadline.cancelled_caught,
         duration_s=trio.current_time() - started,
+        stages=stages,
     )

@@ -29,6 +29,8 @@ from trio_exec.audit import Audit, redact_arguments, redact_argv
 from trio_exec.config import ANNOTATION_KEYS, Settings
 from trio_exec.errors import InvalidParams, OutputLimit, Rejected, TimedOut, ToolError
 from trio_exec.guards import State
+from trio_exec.shell import NAME as SHELL_NAME
+from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template, describe, input_schema, render
 
 OUTPUT_SCHEMA: dict[str, Any] = {
@@ -74,11 +76,28 @@ OUTPUT_SCHEMA: dict[str, Any] = {
 }
 
 
+_STAGE = {
+    "type": "object",
+    "properties": {
+        "program": {"type": "string"},
+        "exit_code": {"type": ["integer", "null"]},
+        "signal": {"type": ["integer", "null"]},
+    },
+    "required": ["program", "exit_code", "signal"],
+    "additionalProperties": False,
+}
+SHELL_OUTPUT_SCHEMA: dict[str, Any] = {
+    **OUTPUT_SCHEMA,
+    "properties": {**OUTPUT_SCHEMA["properties"], "stages": {"type": "array", "items": _STAGE}},
+    "required": [*OUTPUT_SCHEMA["required"], "stages"],
+}
+
+
 @attrs.frozen
 class Entry:
-    """A published tool: its template, schema and schema validator."""
+    """A published tool: its template (None for ``shell_execute``), schema and schema validator."""
 
-    template: Template
+    template: Template | None
     tool: types.Tool
     validator: jsonschema.protocols.Validator
 
@@ -92,9 +111,17 @@ class Service:
     entries: Mapping[str, Entry]
     guards: Guards
     audit: Audit
+    shell: ShellTool | None = None
 
     @classmethod
-    def create(cls, settings: Settings, context: Context, templates: list[Template], audit: Audit) -> Service:
+    def create(
+        cls,
+        settings: Settings,
+        context: Context,
+        templates: list[Template],
+        audit: Audit,
+        shell: ShellTool | None = None,
+    ) -> Service:
         entries = {}
         for t in templates:
             stdin = t.spec.stdin
@@ -114,6 +141,16 @@ class Service:
             validator = jsonschema.Draft202012Validator(schema)
             entries[t.name] = Entry(template=t, tool=tool, validator=validator)
 
+        if shell is not None:
+            schema = shell.input_schema(settings.max_timeout_s)
+            tool = types.Tool(
+                name=SHELL_NAME,
+                description=shell.description(settings.max_timeout_s, settings.max_output_bytes),
+                input_schema=schema,
+                output_schema=SHELL_OUTPUT_SCHEMA,
+            )
+            entries[SHELL_NAME] = Entry(template=None, tool=tool, validator=jsonschema.Draft202012Validator(schema))
+
         def breaker_changed(tool: str, state: State) -> None:
             logger.warning("circuit of tool {} is now {}", tool, state.value)
             audit.record("breaker", tool=tool, state=state.value)
@@ -127,27 +164,37 @@ class Service:
             circuit_timeout_s=settings.circuit_timeout_s,
             on_breaker_change=breaker_changed,
         )
-        return cls(settings=settings, context=context, entries=entries, guards=guards, audit=audit)
+        return cls(settings=settings, context=context, entries=entries, guards=guards, audit=audit, shell=shell)
 
-    def plan(self, entry: Entry, arguments: Mapping[str, Any]) -> runner.ExecPlan:
-        """Validate and render a call; raises ``Rejected`` before anything starts."""
-        t = entry.template
-        argv = render(t, arguments, self.context)
+    def plan(self, entry: Entry, arguments: Mapping[str, Any]) -> tuple[runner.ExecPlan, list[str] | None]:
+        """Validate a call and make its plan (and, for ``shell_execute``, its stages' programs).
+
+        Raises ``Rejected`` (or ``SpawnFailed``) before anything starts.
+        """
         s = self.settings
-        timeout = t.spec.timeout_s or s.cmd_timeout_s
-        if "timeout" in arguments:
-            timeout = float(arguments["timeout"])
-        timeout = min(timeout, s.max_timeout_s)
-        home = s.base_path or tempfile.gettempdir()
+        t = entry.template
+        timeout = float(arguments.get("timeout") or (t and t.spec.timeout_s) or s.cmd_timeout_s)
         stdin = arguments.get("stdin")
-        return runner.ExecPlan(
-            argv=runner.limits_prefix(s.limits, s.prlimit_path) + argv,
-            cwd=t.spec.cwd or s.base_path or os.getcwd(),
-            env=runner.child_env(search_path=s.search_path, home=home, passthrough=s.passthrough_env, extra=t.spec.env),
+        prefix = runner.limits_prefix(s.limits, s.prlimit_path)
+        base = runner.ExecPlan(
+            argv=prefix,
+            cwd=s.base_path or os.getcwd(),
+            env=runner.child_env(
+                search_path=runner.SAFE_PATH,
+                home=s.base_path or tempfile.gettempdir(),
+                passthrough=s.passthrough_env,
+                extra=t.spec.env if t else {},
+            ),
             stdin=stdin.encode() if isinstance(stdin, str) else None,
-            timeout_s=timeout,
+            timeout_s=min(timeout, s.max_timeout_s),
             max_output_bytes=s.max_output_bytes,
         )
+        if t is None:
+            if self.shell is None:  # pragma: no cover - the entry exists only with a shell tool
+                raise RuntimeError("shell_execute without an allowlist")
+            return self.shell.plan(arguments, base=base)
+        argv = render(t, arguments, self.context)
+        return attrs.evolve(base, argv=prefix + argv, cwd=t.spec.cwd or base.cwd), None
 
 
 def check_arguments(entry: Entry, arguments: Mapping[str, Any]) -> None:
@@ -177,14 +224,14 @@ def _schema_problem(error: jsonschema.ValidationError) -> str:
     return f"{where} {rule.format(error.validator_value)}"
 
 
-def completed(result: runner.RunResult) -> types.CallToolResult:
+def completed(result: runner.RunResult, programs: list[str] | None = None) -> types.CallToolResult:
     """A command that started: ran to completion (isError false), or was stopped by us."""
     error: ToolError | None = None
     if result.timed_out:
         error = TimedOut(f"the command did not finish within its timeout ({result.duration_s:.1f}s elapsed)")
     elif result.output_limited:
         error = OutputLimit("the command printed more than the output limit and was stopped")
-    content = {
+    content: dict[str, Any] = {
         "exit_code": result.exit_code,
         "signal": result.signal,
         "stdout": result.stdout.decode("utf-8", errors="replace"),
@@ -195,6 +242,11 @@ def completed(result: runner.RunResult) -> types.CallToolResult:
         "duration_ms": round(result.duration_s * 1000, 3),
         "error": None if error is None else _error_dict(error),
     }
+    if programs is not None:
+        content["stages"] = [
+            {"program": name, "exit_code": code, "signal": sig}
+            for name, (code, sig) in zip(programs, result.stages, strict=True)
+        ]
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=_text(content))],
         structured_content=content,
@@ -202,9 +254,9 @@ def completed(result: runner.RunResult) -> types.CallToolResult:
     )
 
 
-def failed(error: ToolError) -> types.CallToolResult:
+def failed(error: ToolError, *, shell: bool = False) -> types.CallToolResult:
     """A call that did not start a command (rejected, refused, spawn failure)."""
-    content = {
+    content: dict[str, Any] = {
         "exit_code": None,
         "signal": None,
         "stdout": "",
@@ -215,6 +267,8 @@ def failed(error: ToolError) -> types.CallToolResult:
         "duration_ms": 0.0,
         "error": _error_dict(error),
     }
+    if shell:
+        content["stages"] = []
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=_text(content))],
         structured_content=content,
@@ -295,6 +349,7 @@ async def _admitted_call(
 ) -> types.CallToolResult:
     """Guards, validation, execution and one audit record, in DESIGN order."""
     name = entry.tool.name
+    is_shell = entry.template is None
     keys = service.settings.sensitive_keys
     record: dict[str, Any] = {
         "request_id": ctx.request_id,
@@ -311,11 +366,16 @@ async def _admitted_call(
             admission = service.guards.admit(name, client)
         except ToolError as e:
             record.update(outcome=e.code, message=e.message)
-            return failed(e)
+            return failed(e, shell=is_shell)
         verdict: bool | None = None  # None: nothing for the breaker to count (rejected, cancelled)
         try:
-            plan = service.plan(entry, arguments)
-            record["argv"] = redact_argv(plan.argv, arguments, keys)
+            plan, programs = service.plan(entry, arguments)
+            stages = [plan.argv, *plan.more]
+            record["argv"] = (
+                redact_argv(plan.argv, arguments, keys)
+                if not plan.more
+                else [redact_argv(argv, arguments, keys) for argv in stages]
+            )
             token = (ctx.meta or {}).get("progress_token")
             result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
             verdict = _failed_execution(result)
@@ -323,10 +383,10 @@ async def _admitted_call(
             verdict = None if isinstance(e, Rejected) else True
             record.update(outcome=e.code, message=e.message, argument=e.argument)
             logger.info("tool {} {}: {}", name, e.code, e.message)
-            return failed(e)
+            return failed(e, shell=is_shell)
         finally:
             service.guards.finish(admission, failed=verdict)
-        response = completed(result)
+        response = completed(result, programs)
         error = response.structured_content["error"] if response.structured_content else None
         record.update(
             outcome=error["code"] if error else "ok",

@@ -1,0 +1,165 @@
+"""The ``shell_execute`` tool (DESIGN §1, §3): mcp-shell-server's interface on trio-exec's engine.
+
+Startup (``ShellTool.create``): every allowlisted program is resolved and pinned; allowlisting a
+shell, interpreter, wrapper, editor, pager or debugger is a ``ConfigError`` unless
+``--allow-dangerous``; every ``--allow-patterns`` entry must be unable to match a path, a space or
+shell syntax. Per call (``ShellTool.plan``, pure apart from path checks and a PATH look-up for
+pattern-matched names): directory confinement -> parsing (``commands.parse_command``) -> the
+allowlist -> per-program policies on every stage -> an ``ExecPlan`` for the runner. Every refusal
+happens before anything is opened, truncated or started.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from trio_exec import commands, runner
+from trio_exec.errors import ConfigError, Rejected, SpawnFailed
+from trio_exec.templates import resolve_program
+from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES
+
+NAME = "shell_execute"
+
+# Programs read these; a pager or editor would turn a read into a shell (git log, git commit).
+SAFE_ENV = {"PAGER": "cat", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "TERM": "dumb"}
+
+
+@attrs.frozen
+class ShellTool:
+    """The allowlist and everything a call needs to become a pipeline."""
+
+    base_path: str
+    allow_commands: frozenset[str]
+    allow_patterns: tuple[re.Pattern[str], ...]
+    pinned: Mapping[str, str]  # allowlisted name -> absolute program path
+    search_path: str
+    allow_dangerous: bool
+    home: str  # an empty private folder: no agent-written ~/.gitconfig can reach a command
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        names: tuple[str, ...],
+        patterns: tuple[str, ...],
+        base_path: str,
+        search_path: str,
+        allow_dangerous: bool,
+        allow_missing: bool,
+        home: str,
+    ) -> ShellTool:
+        compiled = []
+        for pattern in patterns:
+            problem = commands.check_allow_pattern(pattern)
+            if problem is not None:
+                raise ConfigError(f"--allow-patterns {pattern!r}: {problem}")
+            compiled.append(re.compile(pattern))
+        pinned = {}
+        for name in names:
+            if not commands.program_allowed(name, frozenset({name}), ()):
+                raise ConfigError(f"--allow-commands {name!r}: give bare program names (no paths or spaces)")
+            path = resolve_program(name, search_path)
+            if path is None:
+                if allow_missing:
+                    continue
+                raise ConfigError(f"--allow-commands {name!r}: not installed (searched {search_path})")
+            if not allow_dangerous and (commands.is_refused_program(name) or commands.is_refused_program(path)):
+                raise ConfigError(
+                    f"--allow-commands {name!r}: a shell, interpreter, wrapper, editor, pager or debugger would let "
+                    "the agent run anything; remove it, or pass --allow-dangerous if you accept that"
+                )
+            pinned[name] = path
+        return cls(
+            base_path=base_path,
+            allow_commands=frozenset(names),
+            allow_patterns=tuple(compiled),
+            pinned=pinned,
+            search_path=search_path,
+            allow_dangerous=allow_dangerous,
+            home=home,
+        )
+
+    def input_schema(self, max_timeout_s: float) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "command": {
+                    "type": "array",
+                    "items": {"type": "string", "maxLength": MAX_VALUE_BYTES},
+                    "minItems": 1,
+                    "maxItems": MAX_ARGV,
+                    "description": 'The command as an argv array, e.g. ["grep", "-n", "TODO", "notes.txt"]. '
+                    'Discrete "|" pipes stages; "<", ">", ">>" followed by a file redirect (files inside the '
+                    "base path). Everything else is passed as data; there is no shell.",
+                },
+                "stdin": {"type": "string", "description": "Text written to the first stage's standard input."},
+                "directory": {
+                    "type": "string",
+                    "description": f"Working directory inside {self.base_path} (relative to it, or absolute).",
+                },
+                "timeout": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": max_timeout_s,
+                    "description": f"Seconds before the whole pipeline is stopped (at most {max_timeout_s:g}).",
+                },
+            },
+            "required": ["command"],
+            "additionalProperties": False,
+        }
+
+    def description(self, max_timeout_s: float, max_output_bytes: int) -> str:
+        allowed = ", ".join(sorted(self.allow_commands)) or "(none by name)"
+        patterns = ", ".join(p.pattern for p in self.allow_patterns)
+        return (
+            "Run an allowed program with arguments, without a shell. Pipelines with discrete '|' elements and "
+            "'<', '>', '>>' redirections to files inside the base path are supported.\n"
+            f"Allowed programs: {allowed}." + (f" Also names fully matching: {patterns}." if patterns else "") + "\n"
+            f"Working directory: {self.base_path} unless 'directory' says otherwise; timeout at most "
+            f"{max_timeout_s:g}s; output capped at {max_output_bytes} bytes per stream. Programs such as git, find, "
+            "awk, tar, sort are policed by per-program rules (e.g. find -exec, git -c, awk system() are refused)."
+        )
+
+    def _program(self, name: str) -> str:
+        if not commands.program_allowed(name, self.allow_commands, self.allow_patterns):
+            allowed = ", ".join(sorted(self.allow_commands))
+            raise Rejected(
+                f"argument 'command': the program {name!r} is not allowed; allowed programs: {allowed}",
+                argument="command",
+            )
+        path = self.pinned.get(name) or resolve_program(name, self.search_path)
+        if path is None:
+            raise SpawnFailed(f"program {name!r} is not installed")
+        return path
+
+    def plan(self, arguments: Mapping[str, Any], *, base: runner.ExecPlan) -> tuple[runner.ExecPlan, list[str]]:
+        """Validate a call and turn it into a pipeline (and its stages' program names).
+
+        ``base`` carries the environment, timeout, caps and the prlimit wrapper (as its argv).
+        """
+        cwd = commands.confine_directory(arguments.get("directory"), self.base_path)
+        parsed = commands.parse_command(list(arguments["command"]), base_path=self.base_path)
+        paths = {stage.argv[0]: self._program(stage.argv[0]) for stage in parsed.stages}
+        commands.check_plan(
+            parsed, base_path=self.base_path, allow_dangerous=self.allow_dangerous, directory=cwd, program_paths=paths
+        )
+        if parsed.stdin_path is not None and "stdin" in arguments:
+            raise Rejected("argument 'stdin': the command already reads a file with '<'; give one or the other",
+                           argument="stdin")  # fmt: skip
+        prefix = base.argv  # the prlimit wrapper, when limits are set
+        stages = [(*prefix, paths[s.argv[0]], *s.argv[1:]) for s in parsed.stages]
+        plan = attrs.evolve(
+            base,
+            argv=stages[0],
+            more=tuple(stages[1:]),
+            cwd=cwd,
+            env={**base.env, **SAFE_ENV, "HOME": self.home},
+            stdin_path=parsed.stdin_path,
+            stdout_path=parsed.stdout_path,
+            append=parsed.append,
+        )
+        return plan, [s.argv[0] for s in parsed.stages]
