@@ -11,7 +11,7 @@ import pytest
 
 from trio_exec import __version__
 from trio_exec.binaries import DEFAULT_BLACKLIST
-from trio_exec.cli import OPTIONS, load_settings, main
+from trio_exec.cli import OPTIONS, compile_all, load_settings, main
 from trio_exec.errors import ConfigError
 
 ECHO = ["--cmd", 'echo|"echo {message}"']
@@ -137,7 +137,12 @@ def test_config_file_errors_name_the_key_and_the_file(tmp_path: Path, content: s
         ([*ECHO, "--cmd-timeout", "abc"], {}, "must be a number"),
         ([*ECHO, "--log-level", "loud"], {}, "one of"),
         ([*ECHO, "--base-path", "/nonexistent-dir-xyz"], {}, "not a directory"),
-        ([*ECHO, "--transport", "streamable-http"], {}, "not available"),
+        ([*ECHO, "-t", "streamable-http", "--bind", "nonsense"], {}, "HOST:PORT"),
+        ([*ECHO, "-t", "streamable-http", "--auth-token", "short"], {}, "at least 16"),
+        ([*ECHO, "-t", "websocket", "--certfile", "/etc/hostname"], {}, "go together"),
+        ([*ECHO, "-t", "streamable-http", "--forwarded-allow-ips", "not-an-ip"], {}, "not an IP"),
+        ([*ECHO, "-t", "streamable-http", "--root-path", "exec/"], {}, "must start with '/'"),
+        ([*ECHO, "-t", "streamable-http", "--auth-token-file", "/nonexistent"], {}, "auth-token-file"),
         (ECHO, {"MCP_EXEC_ALLOW_DANGEROUS": "maybe"}, "true or false"),
         (["--bogus"], {}, "invalid command line"),
         (["--config", "/nonexistent.toml"], {}, "cannot read"),
@@ -270,3 +275,38 @@ def test_readme_documents_every_option_and_variable() -> None:
     for o in OPTIONS:
         assert f"`{o.short + ', ' if o.short else ''}{o.long}" in readme, o.long
         assert f"`{o.env}`" in readme, o.env
+
+
+def test_tokens_come_from_the_variable_and_the_token_file(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# comment\n" + "b" * 20 + "\n\n" + "c" * 20 + "\n")
+    s = settings([*ECHO, "-t", "streamable-http", "--auth-token-file", str(tokens)], {"MCP_EXEC_AUTH_TOKEN": "a" * 20})
+    assert s.auth_tokens == ("a" * 20, "b" * 20, "c" * 20)
+    empty = tmp_path / "empty"
+    empty.write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="holds no token"):
+        settings([*ECHO, "-t", "streamable-http", "--auth-token-file", str(empty)])
+
+
+def test_mcp_shell_server_variables_merge_and_the_command_line_wins() -> None:
+    env = {"ALLOW_COMMANDS": "ls, cat", "ALLOWED_COMMANDS": "grep", "MCP_EXEC_ALLOW_COMMANDS": "sort",
+           "ALLOW_PATTERNS": "^x[a-z]$"}  # fmt: skip
+    merged = settings([], env)
+    assert merged.allow_commands == ("sort", "ls", "cat", "grep")
+    assert merged.allow_patterns == ("^x[a-z]$",)
+    assert settings(["--allow-commands", "echo"], env).allow_commands == ("echo",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--allow-commands", "/bin/ls"], "bare program names"),
+        (["--allow-commands", "bash"], "shell, interpreter"),
+        (["--allow-commands", "definitely-missing-xyz"], "not installed"),
+        (["--allow-patterns", ".*"], "--allow-patterns"),
+        (["--allow-commands", "ls", "--cmd", 'shell_execute|"date"'], "clashes"),
+    ],
+)
+def test_allowlist_errors_at_startup(argv: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        compile_all(settings(argv))
