@@ -175,3 +175,19 @@ def test_a_value_that_would_start_an_option_is_rejected_even_for_integers() -> N
         render(t, {"n": -5}, ctx())
     assert caught.value.argument == "n"
     assert "leading '-'" in caught.value.message
+
+
+def test_relative_paths_keep_their_meaning_when_a_tool_runs_elsewhere(tmp_path: os.PathLike[str]) -> None:
+    base = os.path.realpath(tmp_path)
+    c = ctx(paths=PathPolicy(base_path=base))
+    t = compile_tool(tool("cat {path}", cwd="/"), c)
+    # validated as BASE/etc/passwd, so it must not reach cat as "etc/passwd" run from /
+    assert render(t, {"path": "etc/passwd"}, c)[1:] == (os.path.join(base, "etc/passwd"),)
+    same = compile_tool(tool("cat {path}"), c)
+    assert render(same, {"path": "notes.txt"}, c)[1:] == ("notes.txt",)
+
+
+def test_a_tool_cwd_must_be_an_existing_absolute_directory() -> None:
+    for cwd in ("relative/dir", "/nonexistent-dir-xyz"):
+        with pytest.raises(ConfigError, match="cwd"):
+            compile_tool(tool("date", cwd=cwd), ctx())

@@ -187,6 +187,8 @@ def compile_tool(spec: ToolSpec, ctx: Context) -> Template:
     for name in spec.args:
         if name not in names:
             raise ConfigError(f"{where}: args.{name} is configured but the template has no {{{name}}}")
+    if spec.cwd is not None and not (os.path.isabs(spec.cwd) and os.path.isdir(spec.cwd)):
+        raise ConfigError(f"{where}: cwd {spec.cwd!r} must be an existing absolute directory")
     path = resolve_program(words[0], ctx.search_path)
     if path is None and not ctx.allow_missing_binaries:
         raise ConfigError(
@@ -298,6 +300,10 @@ def render(t: Template, arguments: Mapping[str, Any], ctx: Context) -> tuple[str
         raw = arguments.get(a.name, a.default)
         value = str(raw)
         validate_value(a.name, a.kind, value, paths=ctx.paths, constraint=a.constraint, sensitive=a.sensitive)
+        base = ctx.paths.base_path
+        if a.kind is Kind.PATH and base and t.spec.cwd and not os.path.isabs(value):
+            # Validated against the base path, so it must mean the same there: the tool runs elsewhere.
+            value = os.path.join(base, value)
         values[a.name] = value
     kinds = {a.name: a.kind for a in t.args}
     argv: list[str] = []
