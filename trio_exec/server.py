@@ -44,21 +44,17 @@ OUTPUT_SCHEMA: dict[str, Any] = {
         "stderr_truncated": {"type": "boolean"},
         "timed_out": {"type": "boolean"},
         "duration_ms": {"type": "number"},
+        # A type union rather than oneOf: the same contract, and clients validate it much faster.
         "error": {
-            "oneOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "argument": {"type": ["string", "null"]},
-                        "retry_after_s": {"type": ["number", "null"]},
-                    },
-                    "required": ["code", "message", "argument", "retry_after_s"],
-                    "additionalProperties": False,
-                },
-            ]
+            "type": ["object", "null"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "argument": {"type": ["string", "null"]},
+                "retry_after_s": {"type": ["number", "null"]},
+            },
+            "required": ["code", "message", "argument", "retry_after_s"],
+            "additionalProperties": False,
         },
     },
     "required": [
