@@ -36,3 +36,23 @@ def coverage(session: nox.Session) -> None:
     session.install("coverage[toml]>=7.10")
     session.run("coverage", "combine")
     session.run("coverage", "report", f"--fail-under={COVERAGE_FLOOR}")
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """The MCP conformance suite (npm; needs npm and the registry) against a live trio-exec over HTTP.
+
+    Node 22 and the suite are pinned in conformance/package-lock.json and installed privately into
+    .nox/conformance-node; every failing check must be in conformance/expected-failures.txt.
+    Not a default session: it needs Node's npm, which the Python-only gates above do not.
+    """
+    session.install("-e", ".")
+    session.run(
+        "python",
+        "conformance/run.py",
+        "--prefix",
+        ".nox/conformance-node",
+        "--out",
+        ".nox/conformance-results",
+        *session.posargs,
+    )
