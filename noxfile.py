@@ -11,7 +11,7 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 # Branch coverage, including the server processes the tests start, is measured on one Python: tracing
 # every server start-up (the SDK import) roughly doubles the suite's time.
 COVERAGE_PYTHON = "3.13"
-COVERAGE_FLOOR = 85  # only ever goes up
+COVERAGE_FLOOR = 95  # only ever goes up (measured: 98% on 2026-11-21)
 
 nox.options.sessions = ["lint", "typing", "tests", "coverage"]
 nox.options.reuse_existing_virtualenvs = True
