@@ -73,6 +73,13 @@ class Workload:
 TRIO_EXEC_GUARDS = ("--rate-limit-rps", "1000000", "--rate-limit-burst", "1000000", "--circuit-threshold", "1000000")
 
 
+PYTHON_VIEW = tuple(
+    arg
+    for p in dict.fromkeys(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix))
+    for arg in ("--sandbox-ro", p)
+)
+
+
 def trio_exec(*args: str) -> Server:
     # env=os.environ so the server runs exactly as it would from this shell (and finds the venv).
     argv = (sys.executable, "-m", "trio_exec", *TRIO_EXEC_GUARDS, *args)
@@ -307,13 +314,20 @@ def trio_exec_subject(spawner: Path, tag: str) -> Subject:
         big=Workload(trio_exec("--cmd", big), "big", {}, stopped("output_limit")),
         big_raised_cap=Workload(trio_exec("--cmd", big, "--max-output-bytes", str(RAISED_CAP_BYTES)), "big", {}, bool),
         sleepy=Workload(
-            trio_exec("--cmd", f'sleepy|"{spawner} {{tag}}"'),
+            # The spawner runs this Python by name: shown read-only in the sandbox.
+            trio_exec("--cmd", f'sleepy|"{spawner} {{tag}}"', *PYTHON_VIEW),
             "sleepy",
             {"tag": tag, "timeout": LEAK_TIMEOUT_S},
             stopped("timeout"),
         ),
         tag=tag,
     )
+
+
+def trio_exec_unboxed(echo: Workload) -> Workload:
+    """The same echo with the kernel sandbox off: the difference is what the sandbox costs."""
+    server = Server("trio-exec-unboxed", (*echo.server.argv, "--sandbox", "off"), echo.server.env, "trio_exec")
+    return Workload(server, echo.tool, echo.arguments, echo.check)
 
 
 def trio_exec_rejected(echo: Workload) -> Workload:

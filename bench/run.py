@@ -55,6 +55,7 @@ from _servers import (
     raised_cap_memory,
     trio_exec_rejected,
     trio_exec_subject,
+    trio_exec_unboxed,
     write_spawner,
 )
 from mcp import Client
@@ -64,6 +65,7 @@ SECTION_TIMEOUT_S = 180.0  # no single measurement may take longer
 TARGET_OVERHEAD_MS = 1.5
 TARGET_SPEEDUP = 2.0
 TARGET_RSS_MB = 100.0
+TARGET_SANDBOX_MS = 3.0  # what the default sandbox (bwrap) may add at p50
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -135,6 +137,7 @@ class Report:
     ours: Row
     theirs: Row
     rows: list[Row]
+    unboxed: Row | None = None
 
 
 async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, str], log_dir: Path) -> Report:
@@ -147,12 +150,14 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
 
     floor = Row("floor: trio.run_process(echo hi)")
     legacy, auto = Row("trio-exec stdio (legacy)"), Row("trio-exec stdio (auto)")
+    unboxed = Row("  trio-exec stdio (legacy), --sandbox off")
     rejected = Row("  trio-exec, argument rejected (no process)")
     other = Row(f"{theirs.name if theirs else COMPETITOR} stdio (legacy)")
-    rows = [floor, legacy, auto, rejected, other]
+    rows = [floor, legacy, auto, unboxed, rejected, other]
     speed_rows: list[tuple[Row, Workload, Mode]] = [
         (legacy, ours.echo, "legacy"),
         (auto, ours.echo, "auto"),
+        (unboxed, trio_exec_unboxed(ours.echo), "legacy"),
         (rejected, trio_exec_rejected(ours.echo), "legacy"),
     ]
     if theirs is None:
@@ -173,7 +178,7 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
         killed = kill_all_with(tag)
         if killed:
             print(f"killed {killed} process(es) that timed-out commands left behind", file=sys.stderr)
-    return Report(floor, legacy, other, rows)
+    return Report(floor, legacy, other, rows, unboxed)
 
 
 # --------------------------------------------------------------------------- report
@@ -250,6 +255,11 @@ def verdicts(report: Report) -> list[str]:
         over = ours.latency.p50_ms - floor.latency.p50_ms
         out.append(f"trio-exec p50 minus floor p50:   {over:+7.2f} ms  target <= {TARGET_OVERHEAD_MS} ms")
         out[-1] += f"  {verdict(over <= TARGET_OVERHEAD_MS)}"
+    unboxed = report.unboxed.speed if report.unboxed else None
+    if ours and unboxed:
+        added = ours.latency.p50_ms - unboxed.latency.p50_ms
+        out.append(f"sandbox (bwrap) adds at p50:     {added:+7.2f} ms  target <= {TARGET_SANDBOX_MS} ms")
+        out[-1] += f"  {verdict(added <= TARGET_SANDBOX_MS)}"
     if ours and theirs:
         ratio = ours.calls_per_s / theirs.calls_per_s
         out.append(f"calls/s @{IN_FLIGHT}, trio-exec / {COMPETITOR}: {ratio:.2f}x  target >= {TARGET_SPEEDUP}x")

@@ -13,6 +13,13 @@ import pytest
 import trio
 from mcp import Client, StdioServerParameters
 
+# The test interpreter's install prefixes, shown read-only in the sandbox: for templates that start
+# Python through a shell (the sandbox shows a template's own program, not programs it runs by name).
+PY_VIEW = tuple(
+    arg for prefix in dict.fromkeys(os.path.realpath(p) for p in (sys.prefix, sys.base_prefix))
+    for arg in ("--sandbox-ro", prefix)
+)  # fmt: skip
+
 
 def sleeper(marker: str, secs: int = 300) -> str:
     """Shell words for a process that sleeps and carries ``marker`` in its command line."""

@@ -169,7 +169,10 @@ def test_the_systemd_unit_verifies_and_outlasts_the_shutdown_grace(tmp_path: Pat
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "PrivateDevices"):
         assert keys[key] == ["yes"], key
     assert keys["ProtectSystem"] == ["strict"]
-    assert "@system-service" in keys["SystemCallFilter"]
+    allowed = keys["SystemCallFilter"][0].split()
+    assert "@system-service" in allowed
+    assert {"@mount", "chroot"} <= set(allowed)  # what bubblewrap needs to build each command's view
+    assert "user" in keys["RestrictNamespaces"][0].split()  # bubblewrap's namespaces (not "yes")
     for key in ("RestrictAddressFamilies", "User", "EnvironmentFile"):
         assert keys.get(key), key
     assert "/srv/trio-exec" in keys["ReadWritePaths"][0].split()

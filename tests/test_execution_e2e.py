@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import trio
 
-from tests.conftest import connect, processes_with, sleeper, until_gone
+from tests.conftest import PY_VIEW, connect, processes_with, sleeper, until_gone
 from trio_exec.server import OUTPUT_SCHEMA
 
 PY = sys.executable
@@ -52,7 +52,7 @@ def sleepy(marker: str, tmp_path: Path) -> list[str]:
     template = f'/bin/sh -c "{sleeper(marker)} & {sleeper(marker)}"'
     config.write_text(f"[tools.sleepy]\ntemplate = {json.dumps(template)}\n")
     # sh is blacklisted by default: these tests use it on purpose to get a background child.
-    return ["--allow-dangerous", "--config", str(config)]
+    return ["--allow-dangerous", "--config", str(config), *PY_VIEW]
 
 
 async def test_a_timeout_ends_the_call_and_kills_its_process_group(tmp_path: Path, mode: str) -> None:
@@ -135,7 +135,7 @@ async def test_the_server_environment_never_reaches_a_command(tmp_path: Path) ->
     out = result.structured_content["stdout"]
     assert secret not in result.model_dump_json()
     names = sorted(line.split("=", 1)[0] for line in out.splitlines())
-    assert names == ["HOME", "LANG", "PATH", "TOOL_VAR", "VISIBLE"]
+    assert [n for n in names if n != "PWD"] == ["HOME", "LANG", "PATH", "TOOL_VAR", "VISIBLE"]  # bwrap sets PWD
 
 
 async def test_eight_megabytes_of_stdin_pass_through_cat(tmp_path: Path) -> None:
@@ -249,7 +249,9 @@ async def test_a_command_cannot_read_the_servers_secrets_from_proc() -> None:
     token, app_secret = f"tok-{uuid.uuid4().hex}", f"app-{uuid.uuid4().hex}"
     env = {"APP_SECRET_TOKEN": app_secret, "MCP_EXEC_AUTH_TOKEN": token, "PLAIN_SETTING": "visible-value"}
     spy = "/bin/sh -c 'cat /proc/$PPID/environ; echo; cat /proc/$PPID/cmdline'"
-    async with connect("--allow-dangerous", "--auth-token", token, "--cmd", f'spy|"{spy}"', env=env) as client:
+    # Without the sandbox (which hides the server altogether): the scrub is what protects then.
+    args = ["--allow-dangerous", "--auth-token", token, "--cmd", f'spy|"{spy}"', "--sandbox", "off"]
+    async with connect(*args, env=env) as client:
         result = await client.call_tool("spy", {})
     assert result.structured_content is not None
     out = result.structured_content["stdout"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import ssl
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -166,7 +167,8 @@ async def test_tls_with_certfile_and_keyfile(tmp_path: Path) -> None:
 def slow_tool(tmp_path: Path, marker: str, seconds: int) -> list[str]:
     config = tmp_path / "slow.toml"
     code = f"import time; time.sleep({seconds}); print('done')"
-    config.write_text(f"[tools.slow]\ntemplate = {json.dumps(f'python3 -c {json.dumps(code)} {marker}')}\n")
+    template = f"{sys.executable} -c {json.dumps(code)} {marker}"
+    config.write_text(f"[tools.slow]\ntemplate = {json.dumps(template)}\n")
     return ["--allow-dangerous", "--config", str(config)]
 
 

@@ -12,7 +12,7 @@ import pytest
 import trio
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import connect, processes_with, sleeper
+from tests.conftest import PY_VIEW, connect, processes_with, sleeper
 from trio_exec.server import SHELL_OUTPUT_SCHEMA
 
 ALLOWED = "echo,cat,sort,head,yes,wc,grep,git,awk,false,tr,python3,sh"
@@ -130,7 +130,7 @@ async def test_a_timeout_kills_every_stage(base: Path, tmp_path: Path) -> None:
     marker = f"m-{uuid.uuid4().hex}"
     script = base / "slow.sh"
     script.write_text(f"{sleeper(marker)} & {sleeper(marker)}\n")
-    async with connect(*args(base)) as client:
+    async with connect(*args(base), *PY_VIEW) as client:
         with trio.fail_after(20):
             result = content(await client.call_tool(
                 "shell_execute", {"command": ["sh", "slow.sh", "|", "cat"], "timeout": 1}))  # fmt: skip

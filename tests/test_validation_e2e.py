@@ -36,7 +36,8 @@ async def test_a_rejected_argument_names_the_rule_and_starts_nothing(
     tmp_path: Path, mode: str, value: str, rule: str
 ) -> None:
     program, log = recorder(tmp_path)
-    async with connect("--cmd", f'rec|"{program} {{message}}"', mode=mode) as client:
+    # The log is written beside the program, outside any base path: shown read-write in the sandbox.
+    async with connect("--cmd", f'rec|"{program} {{message}}"', "--sandbox-rw", str(tmp_path), mode=mode) as client:
         result = await client.call_tool("rec", {"message": value})
         ok = await client.call_tool("rec", {"message": "fine"})
     assert result.is_error is True
@@ -55,7 +56,7 @@ async def test_a_rejected_argument_names_the_rule_and_starts_nothing(
 async def test_the_value_of_a_sensitive_argument_is_never_echoed(tmp_path: Path) -> None:
     program, log = recorder(tmp_path)
     secret = "-hunter2-very-secret"  # noqa: S105 - a test value
-    async with connect("--cmd", f'login|"{program} {{user}} {{password}}"') as client:
+    async with connect("--cmd", f'login|"{program} {{user}} {{password}}"', "--sandbox-rw", str(tmp_path)) as client:
         result = await client.call_tool("login", {"user": "alice", "password": secret})
     assert result.is_error is True
     assert result.structured_content is not None
@@ -113,11 +114,18 @@ async def test_no_validate_paths_turns_containment_off(tmp_path: Path) -> None:
     base = tmp_path / "base"
     base.mkdir()
     (tmp_path / "neighbour.txt").write_text("n\n")
-    args = ["--base-path", str(base), "--cmd", 'cat|"cat {path}"']
-    async with connect(*args, "--no-validate-paths") as client:
-        result = await client.call_tool("cat", {"path": str(tmp_path / "neighbour.txt")})
-    assert result.structured_content is not None
-    assert result.structured_content["stdout"] == "n\n"
+    neighbour = str(tmp_path / "neighbour.txt")
+    args = ["--base-path", str(base), "--cmd", 'cat|"cat {path}"', "--no-validate-paths"]
+    async with connect(*args) as client:
+        boxed = await client.call_tool("cat", {"path": neighbour})
+    async with connect(*args, "--sandbox-ro", neighbour) as client:
+        shown = await client.call_tool("cat", {"path": neighbour})
+    assert boxed.structured_content is not None
+    assert shown.structured_content is not None
+    # Validation lets the path through; the sandbox still shows only what the operator listed.
+    assert boxed.structured_content["exit_code"] != 0
+    assert "No such file" in boxed.structured_content["stderr"]
+    assert shown.structured_content["stdout"] == "n\n"
 
 
 async def test_config_kinds_are_published_and_enforced(tmp_path: Path, mode: str) -> None:

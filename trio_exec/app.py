@@ -18,6 +18,7 @@ from mcp.server.lowlevel.server import Server
 from trio_exec import __version__
 from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import Settings
+from trio_exec.sandbox import Sandbox
 from trio_exec.server import Service, build_server
 from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template
@@ -95,7 +96,12 @@ class _Relay:
 
 
 def run(
-    settings: Settings, context: Context, templates: list[Template], shell: ShellTool | None, warnings: list[str]
+    settings: Settings,
+    context: Context,
+    templates: list[Template],
+    shell: ShellTool | None,
+    warnings: list[str],
+    box: Sandbox,
 ) -> int:
     """Configure logging and serve; returns the process exit code."""
     secrets = [settings.auth_token] if settings.auth_token else []
@@ -105,7 +111,7 @@ def run(
     logger.info(
         "trio-exec {} starting: transport={} tools={} base_path={} path_validation={} blacklist={} "
         "allow_dangerous={} timeout={}s/max {}s output_cap={}B rate={}/s burst={} max_concurrent={} "
-        "circuit={}x/{}s limits={} audit={}",
+        "circuit={}x/{}s limits={} audit={} sandbox={}",
         __version__,
         s.transport,
         ",".join(t.name for t in templates),
@@ -123,12 +129,13 @@ def run(
         s.circuit_timeout_s,
         "on" if s.limits.any() else "off",
         s.audit_log or "off",
+        box.report.layer,
     )
     for w in warnings:
         logger.warning(w)
     with tempfile.TemporaryDirectory(prefix="trio-exec-home-") as home:
         if shell is not None:  # an empty private HOME: no planted ~/.gitconfig reaches shell_execute's commands
             shell = attrs.evolve(shell, home=home)
-        trio.run(serve, Service.create(settings, context, templates, audit, shell))
+        trio.run(serve, Service.create(settings, context, templates, audit, shell, box))
     logger.info("stopped")
     return 0

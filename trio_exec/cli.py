@@ -20,9 +20,9 @@ from typing import Any
 import attrs
 import docopt
 
-from trio_exec import __version__, procfs
+from trio_exec import __version__, procfs, sandbox
 from trio_exec.binaries import DEFAULT_BLACKLIST
-from trio_exec.config import Limits, Settings, ToolSpec, load_toml, split_config
+from trio_exec.config import Limits, Settings, ToolSpec, check_paths, load_toml, split_config
 from trio_exec.errors import ConfigError
 from trio_exec.shell import NAME as SHELL_NAME
 from trio_exec.shell import ShellTool
@@ -90,6 +90,12 @@ def _names(text: Any, what: str) -> tuple[str, ...]:
     return tuple(str(x).strip() for x in items if str(x).strip())
 
 
+def _paths(text: Any, what: str) -> tuple[str, ...]:
+    """Absolute paths that exist: a list (repeated flag, config) or one ':'-separated string (environment)."""
+    items = text if isinstance(text, (list, tuple)) else str(text).split(":")
+    return check_paths([str(p) for p in items if str(p)], what)
+
+
 def _choice(choices: Sequence[str]) -> Callable[[Any, str], str]:
     def convert(text: Any, what: str) -> str:
         value = str(text).strip().lower()
@@ -119,6 +125,7 @@ class Opt:
     metavar: str | None = None  # None: a boolean flag
     default: Any = None
     shown_default: str | None = None
+    repeat: bool = False  # may be given several times on the command line
 
 
 OPTIONS: tuple[Opt, ...] = (
@@ -129,6 +136,7 @@ OPTIONS: tuple[Opt, ...] = (
         'Define a tool NAME|"TEMPLATE" (repeatable; ";" separates several).',
         short="-c",
         metavar="<spec>",
+        repeat=True,
     ),
     Opt(
         "--config",
@@ -286,6 +294,51 @@ OPTIONS: tuple[Opt, ...] = (
         convert=_names,
         metavar="<regexes>",
         default=(),
+    ),
+    Opt(
+        "--sandbox",
+        "sandbox",
+        "MCP_EXEC_SANDBOX",
+        "Kernel sandbox for every command: auto (best available), bwrap, or off.",
+        convert=_choice(sandbox.MODES),
+        metavar="<layer>",
+        default="auto",
+    ),
+    Opt(
+        "--sandbox-require",
+        "sandbox_require",
+        "MCP_EXEC_SANDBOX_REQUIRE",
+        "Refuse to start unless a sandbox layer is active.",
+        convert=_bool,
+        default=False,
+    ),
+    Opt(
+        "--sandbox-ro",
+        "sandbox_ro",
+        "MCP_EXEC_SANDBOX_RO",
+        "Also show this host path read-only inside the sandbox (repeatable; env: ':'-separated).",
+        convert=_paths,
+        metavar="<path>",
+        default=(),
+        repeat=True,
+    ),
+    Opt(
+        "--sandbox-rw",
+        "sandbox_rw",
+        "MCP_EXEC_SANDBOX_RW",
+        "Also show this host path read-write inside the sandbox (repeatable; env: ':'-separated).",
+        convert=_paths,
+        metavar="<path>",
+        default=(),
+        repeat=True,
+    ),
+    Opt(
+        "--sandbox-network",
+        "sandbox_network",
+        "MCP_EXEC_SANDBOX_NETWORK",
+        "shell_execute's commands may use the network (templates: network = true per tool).",
+        convert=_bool,
+        default=False,
     ),
     Opt(
         "--log-level",
@@ -482,6 +535,7 @@ _BY_CONFIG_KEY = {o.long[2:].replace("-", "_"): o for o in OPTIONS if o.long not
 
 def usage() -> str:
     """The docopt usage text, generated from ``OPTIONS``."""
+    repeated = " ".join(f"[{o.long} {o.metavar}]..." for o in OPTIONS if o.repeat)
     lines = []
     for o in OPTIONS:
         flag = f"{o.short}, {o.long}" if o.short else f"    {o.long}"
@@ -494,13 +548,15 @@ def usage() -> str:
     return (
         "trio-exec: a secure command-execution MCP server on trio.\n\n"
         "Usage:\n"
-        "  trio-exec [options] [--cmd <spec>]...\n"
+        f"  trio-exec [options] {repeated}\n"
+        f"  trio-exec doctor [options] {repeated}\n"
         "  trio-exec (-h | --help)\n"
         "  trio-exec (-V | --version)\n\n"
         "Options:\n"
         "  -h, --help                          Show this help and exit.\n"
         "  -V, --version                       Show the version and exit.\n" + "\n".join(lines) + "\n\n"
         "Precedence: command line > environment > config file [server] > default.\n"
+        "trio-exec doctor: which sandbox layer is active and why the others are not, with a live self-test.\n"
     )
 
 
@@ -511,6 +567,9 @@ def _from_cli(parsed: Mapping[str, Any]) -> dict[str, Any]:
         if o.long == "--cmd":
             if value:
                 raw[o.field] = list(value)
+        elif o.repeat:
+            if value:
+                raw[o.field] = o.convert(list(value), o.long)
         elif o.metavar is None:
             if value:
                 raw[o.field] = True
@@ -544,6 +603,7 @@ class Loaded:
     settings: Settings
     explicit: frozenset[str]
     token_on_command_line: bool = False
+    doctor: bool = False
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
@@ -584,7 +644,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     if "allow_patterns" not in cli:
         legacy = list(_names(environ.get("ALLOW_PATTERNS", ""), "ALLOW_PATTERNS"))
         merged["allow_patterns"] = tuple(dict.fromkeys([*merged["allow_patterns"], *legacy]))
-    if not tools and not merged["allow_commands"] and not merged["allow_patterns"]:
+    doctor = bool(parsed.get("doctor"))
+    if not tools and not merged["allow_commands"] and not merged["allow_patterns"] and not doctor:
         raise ConfigError(
             "no tools configured: give --cmd 'NAME|\"TEMPLATE\"', MCP_EXEC_COMMANDS, --config or --allow-commands"
         )
@@ -635,7 +696,9 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         auth_tokens=tokens,
         config_path=config_path or None,
     )
-    return Loaded(settings=Settings(**values), explicit=explicit, token_on_command_line="auth_token" in cli)
+    return Loaded(
+        settings=Settings(**values), explicit=explicit, token_on_command_line="auth_token" in cli, doctor=doctor
+    )
 
 
 def _check_network(merged: dict[str, Any]) -> None:
@@ -703,6 +766,33 @@ def compile_all(settings: Settings) -> tuple[Context, list[Template], ShellTool 
     return ctx, [compile_tool(spec, ctx) for spec in settings.tools], shell
 
 
+def detect_sandbox(settings: Settings) -> sandbox.Sandbox:
+    """The sandbox for these settings (``ConfigError`` when ``--sandbox bwrap``/``--sandbox-require`` cannot be met)."""
+    s = settings
+    audit = s.audit_log if s.audit_log not in (None, "-") else None
+    return sandbox.detect(
+        s.sandbox,
+        base=s.base_path or os.getcwd(),
+        ro=s.sandbox_ro,
+        rw=s.sandbox_rw,
+        # The server's own files never appear inside, even under the base path.
+        secret_files=[p for p in (s.config_path, s.auth_token_file, audit, s.certfile, s.keyfile) if p],
+        search_path=s.search_path,
+        require=s.sandbox_require,
+    )
+
+
+def sandbox_lines(box: sandbox.Sandbox) -> list[str]:
+    """The sandbox facts of ``--dry-run`` and ``doctor``."""
+    r = box.report
+    lines = [f"  sandbox: {r.layer} ({r.detail})" + ("" if r.layer == "off" else ", seccomp filter " +
+                                                    ("on" if r.seccomp else "OFF"))]  # fmt: skip
+    if r.root:
+        lines.append("  the server runs as root: commands are uid 0 outside the box (see SECURITY.md)")
+    lines += [f"  note: {p}" for p in r.problems]
+    return lines
+
+
 def warnings_for(loaded: Loaded) -> list[str]:
     """Settings that are accepted but have no effect in this configuration."""
     s = loaded.settings
@@ -726,7 +816,9 @@ def warnings_for(loaded: Loaded) -> list[str]:
     return notes
 
 
-def dry_run_report(loaded: Loaded, templates: list[Template], shell: ShellTool | None = None) -> str:
+def dry_run_report(
+    loaded: Loaded, templates: list[Template], shell: ShellTool | None = None, box: sandbox.Sandbox | None = None
+) -> str:
     s = loaded.settings
     count = len(templates) + (shell is not None)
     out = [f"trio-exec {__version__}: configuration is valid", f"tools ({count}):"]
@@ -776,6 +868,8 @@ def dry_run_report(loaded: Loaded, templates: list[Template], shell: ShellTool |
         f"  logs: {s.log_level} as {s.log_format} on stderr; audit log: {s.audit_log or 'off'}"
         + (f" (rotated at {s.audit_rotate})" if s.audit_rotate else "")
     )
+    if box is not None:
+        out += sandbox_lines(box)
     out += [f"warning: {w}" for w in warnings_for(loaded)]
     return "\n".join(out)
 
@@ -787,16 +881,30 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     try:
         loaded = load_settings(argv, environ)
         ctx, templates, shell = compile_all(loaded.settings)
+        box = detect_sandbox(loaded.settings)
     except ConfigError as e:
         print(f"trio-exec: error: {e.message}", file=sys.stderr)
         return 2
+    if loaded.doctor:
+        from trio_exec import doctor
+
+        return doctor.run(loaded.settings, box, sandbox_lines(box))
     if loaded.settings.dry_run:
-        print(dry_run_report(loaded, templates, shell))
+        print(dry_run_report(loaded, templates, shell, box))
         return 0
     s = loaded.settings
+    # Not even a command of our own user (an unsandboxed one, or anything else it runs) may read our
+    # memory through /proc/<pid>/mem, nor our fds or environment: the kernel refuses a non-dumpable process.
+    procfs.set_dumpable(False)
     # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank the secrets there.
     procfs.scrub_environment(lambda name: name == "MCP_EXEC_AUTH_TOKEN" or is_sensitive(name, s.sensitive_keys))
     procfs.scrub_arguments(["--auth-token"])
     from trio_exec import app  # the MCP SDK is slow to import: only when serving
 
-    return app.run(loaded.settings, ctx, templates, shell, warnings_for(loaded))
+    warnings = warnings_for(loaded)
+    if not box.active:
+        warnings.append(
+            "NO SANDBOX: commands can read and write whatever this server's user can; "
+            + "; ".join(p for p in box.report.problems if "WITHOUT" not in p)
+        )
+    return app.run(loaded.settings, ctx, templates, shell, warnings, box)

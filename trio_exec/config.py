@@ -8,6 +8,7 @@ the file. Nothing here reads the environment (only ``cli.py`` does).
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -54,6 +55,10 @@ class ToolSpec:
     stdin: bool = False
     env: Mapping[str, str] = attrs.field(factory=dict)
     annotations: Mapping[str, bool] = attrs.field(factory=dict)
+    network: bool = False  # sandbox: the command may use the host's network
+    writable: bool = True  # sandbox: the base path is writable (read-only when false)
+    sandbox_ro: tuple[str, ...] = ()  # sandbox: more host paths, read-only
+    sandbox_rw: tuple[str, ...] = ()  # sandbox: more host paths, read-write
 
 
 @attrs.frozen
@@ -115,9 +120,18 @@ class Settings:
     allow_commands: tuple[str, ...] = ()
     allow_patterns: tuple[str, ...] = ()
     config_path: str | None = None
+    auth_token_file: str | None = None
+    sandbox: str = "auto"  # auto | bwrap | off
+    sandbox_require: bool = False
+    sandbox_ro: tuple[str, ...] = ()
+    sandbox_rw: tuple[str, ...] = ()
+    sandbox_network: bool = False  # shell_execute's commands may use the network
 
 
-_TOOL_KEYS = {"template", "description", "timeout_s", "cwd", "stdin", "env", "annotations", "args"}
+_TOOL_KEYS = {
+    "template", "description", "timeout_s", "cwd", "stdin", "env", "annotations", "args", "network", "writable",
+    "sandbox_ro", "sandbox_rw",
+}  # fmt: skip
 _ARG_KEYS = {"kind", "description", "enum", "pattern", "max_length", "default", "minimum", "maximum"}
 
 
@@ -193,7 +207,25 @@ def _tool_spec(name: str, t: Mapping[str, Any], path: str) -> ToolSpec:
         stdin=_typed(t.get("stdin", False), bool, where, "stdin"),
         env=dict(env),
         annotations=dict(annotations),
+        network=_typed(t.get("network", False), bool, where, "network"),
+        writable=_typed(t.get("writable", True), bool, where, "writable"),
+        sandbox_ro=_paths(t.get("sandbox_ro", []), where, "sandbox_ro"),
+        sandbox_rw=_paths(t.get("sandbox_rw", []), where, "sandbox_rw"),
     )
+
+
+def _paths(value: Any, where: str, what: str) -> tuple[str, ...]:
+    """A list of existing absolute paths (sandbox binds must exist when the server starts)."""
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise ConfigError(f"{where}: {what} must be a list of absolute paths")
+    return check_paths(value, f"{where} {what}")
+
+
+def check_paths(paths: Any, what: str) -> tuple[str, ...]:
+    for path in paths:
+        if not path.startswith("/") or not os.path.exists(path):
+            raise ConfigError(f"{what}: {path!r} must be an absolute path that exists")
+    return tuple(paths)
 
 
 def _arg_spec(a: Mapping[str, Any], where: str) -> ArgSpec:

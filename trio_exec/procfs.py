@@ -13,6 +13,8 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable, Iterable
 
+_PR_SET_DUMPABLE = 4
+
 # Fields of /proc/self/stat (1-based): arg_start 48, arg_end 49, env_start 50, env_end 51.
 _ARG_START, _ENV_START = 48, 50
 
@@ -71,3 +73,12 @@ def scrub_arguments(secret_options: Iterable[str]) -> int:
         return None
 
     return _scrub(_block(_ARG_START), secret_at)
+
+
+def set_dumpable(dumpable: bool) -> bool:
+    """``prctl(PR_SET_DUMPABLE)``: a non-dumpable process's ``/proc/<pid>/{mem,environ,fd}`` are root-only."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - no C library to load
+        return False
+    return bool(libc.prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0) == 0)

@@ -26,6 +26,7 @@ import trio
 
 from trio_exec.config import Limits
 from trio_exec.errors import ConfigError, SpawnFailed
+from trio_exec.sandbox import Box, Sandbox
 
 KILL_GRACE_S = 1.0
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"  # commands' PATH unless the operator passes theirs (--env-allow PATH)
@@ -36,7 +37,7 @@ _CHUNK = 64 * 1024
 class ExecPlan:
     """A validated command, ready to run."""
 
-    argv: tuple[str, ...]
+    argv: tuple[str, ...]  # the program (an absolute path) and its arguments
     cwd: str
     env: Mapping[str, str] = attrs.field(repr=False)
     stdin: bytes | None = attrs.field(default=None, repr=False)
@@ -46,6 +47,9 @@ class ExecPlan:
     stdin_path: str | None = None  # '<': the first stage reads this file
     stdout_path: str | None = None  # '>'/'>>': the last stage writes this file (not captured)
     append: bool = False
+    sandbox: Sandbox | None = attrs.field(default=None, repr=False)  # None or off: no kernel boundary
+    box: Box = attrs.field(factory=Box)  # what the sandbox lets this tool's commands reach
+    wrapper: tuple[str, ...] = ()  # put in front of every stage, outside the sandbox: the prlimit wrapper
 
 
 @attrs.frozen
@@ -152,7 +156,7 @@ def _killpg(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-async def _stop(procs: list[trio.Process]) -> None:
+async def _stop(procs: list[Child]) -> None:
     """SIGTERM the group, give it a short grace, then SIGKILL whatever is left and reap every stage."""
     pgid = procs[0].pid
     if any(p.returncode is None for p in procs):
@@ -193,11 +197,13 @@ class _Wiring:
         self.ends += [r, w]
         return r, w
 
-    def open(self, path: str, flags: int) -> int:
-        # O_NOFOLLOW: a redirection target that became a symlink after validation is refused here.
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    def adopt(self, fd: int) -> int:
         self.ends.append(fd)
         return fd
+
+    def open(self, path: str, flags: int) -> int:
+        # O_NOFOLLOW: a redirection target that became a symlink after validation is refused here.
+        return self.adopt(os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644))
 
     def keep(self, fd: int) -> trio.lowlevel.FdStream:
         """Our end of a pipe as a trio stream (no longer closed by ``close``)."""
@@ -210,25 +216,70 @@ class _Wiring:
         self.ends.clear()
 
 
-async def _spawn(plan: ExecPlan, stdin: int, stdout: int, stderr: int, wiring: _Wiring) -> list[trio.Process]:
+class Child:
+    """A started process, waited for through a pidfd (no thread, no SIGCHLD handler)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self._pidfd: int | None = os.pidfd_open(popen.pid)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        while self.popen.poll() is None:
+            assert self._pidfd is not None  # noqa: S101 - closed only once the process is reaped
+            await trio.lowlevel.wait_readable(self._pidfd)
+        self.close()
+        return self.popen.returncode
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            trio.lowlevel.notify_closing(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """``Popen`` on the calling (trio) thread, on purpose.
+
+    ``trio.lowlevel.open_process`` forks from a worker thread that exits after ~10 s idle, and
+    ``PR_SET_PDEATHSIG`` (bwrap's ``--die-with-parent``) fires when the *thread* that forked dies: the
+    sandbox would kill healthy commands then, and a thread that lives on would not notice the server's
+    death. The trio thread lives exactly as long as the server. vfork makes this a sub-millisecond call.
+    """
+    return subprocess.Popen(argv, **options)
+
+
+async def _spawn(plan: ExecPlan, stdin: int, stdout: int, stderr: int, wiring: _Wiring) -> list[Child]:
     """Start every stage, stdin -> stage 1 | ... | stage n -> stdout, all in one new process group."""
     commands = (plan.argv, *plan.more)
-    procs: list[trio.Process] = []
+    procs: list[Child] = []
     stage_in = stdin
+    sandbox = plan.sandbox if plan.sandbox is not None and plan.sandbox.active else None
     try:
         for i, argv in enumerate(commands):
             next_in, stage_out = wiring.pipe() if i < len(commands) - 1 else (None, stdout)
-            procs.append(
-                await trio.lowlevel.open_process(
-                    list(argv),
-                    stdin=stage_in,
-                    stdout=stage_out,
-                    stderr=stderr,
-                    cwd=plan.cwd,
-                    env=dict(plan.env),
-                    **_group(procs[0].pid if procs else None, len(commands)),
-                )
+            pass_fds: tuple[int, ...] = ()
+            if sandbox is not None:
+                fd = sandbox.seccomp_pipe()
+                if fd is not None:
+                    pass_fds = (wiring.adopt(fd),)
+                home = plan.env.get("HOME", "/tmp")  # noqa: S108
+                argv = sandbox.wrap(argv, cwd=plan.cwd, home=home, box=plan.box, seccomp_fd=fd)
+            popen = _popen(
+                [*plan.wrapper, *argv],
+                stdin=stage_in,
+                stdout=stage_out,
+                stderr=stderr,
+                cwd=plan.cwd,
+                env=dict(plan.env),
+                pass_fds=pass_fds,
+                **_group(procs[0].pid if procs else None, len(commands)),
             )
+            procs.append(Child(popen))
             stage_in = next_in if next_in is not None else stage_in
     except OSError as e:
         if procs:
@@ -236,6 +287,21 @@ async def _spawn(plan: ExecPlan, stdin: int, stdout: int, stderr: int, wiring: _
                 await _stop(procs)
         raise SpawnFailed(f"cannot start {commands[len(procs)][0]}: {e.strerror or e}") from None
     return procs
+
+
+_SIGNALS = frozenset(int(s) for s in signal.Signals)
+
+
+def _status(returncode: int | None, *, boxed: bool) -> int | None:
+    """Popen's return code (negative: killed by that signal) of one stage.
+
+    bwrap reports a command killed by signal N as exit status 128 + N, as a shell does; inside the
+    sandbox that status is read back as the signal (a command that exits with 128 + N itself reads
+    the same: the price of the box, stated in SECURITY.md).
+    """
+    if boxed and returncode is not None and returncode - 128 in _SIGNALS:
+        return -(returncode - 128)
+    return returncode
 
 
 async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
@@ -294,7 +360,7 @@ async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
             await _stop(procs)
             for stream in streams:
                 await stream.aclose()
-    codes = [p.returncode for p in procs]
+    codes = [_status(p.returncode, boxed=plan.sandbox is not None and plan.sandbox.active) for p in procs]
     stages = tuple(
         (code if code is not None and code >= 0 else None, -code if code is not None and code < 0 else None)
         for code in codes

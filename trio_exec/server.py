@@ -29,6 +29,7 @@ from trio_exec.audit import Audit, redact_arguments, redact_argv
 from trio_exec.config import ANNOTATION_KEYS, Settings
 from trio_exec.errors import InvalidParams, OutputLimit, Rejected, TimedOut, ToolError
 from trio_exec.guards import State
+from trio_exec.sandbox import Box, Sandbox
 from trio_exec.shell import NAME as SHELL_NAME
 from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template, describe, input_schema, render
@@ -108,6 +109,7 @@ class Service:
     guards: Guards
     audit: Audit
     shell: ShellTool | None = None
+    sandbox: Sandbox | None = None
 
     @classmethod
     def create(
@@ -117,6 +119,7 @@ class Service:
         templates: list[Template],
         audit: Audit,
         shell: ShellTool | None = None,
+        sandbox: Sandbox | None = None,
     ) -> Service:
         entries = {}
         for t in templates:
@@ -160,7 +163,15 @@ class Service:
             circuit_timeout_s=settings.circuit_timeout_s,
             on_breaker_change=breaker_changed,
         )
-        return cls(settings=settings, context=context, entries=entries, guards=guards, audit=audit, shell=shell)
+        return cls(
+            settings=settings,
+            context=context,
+            entries=entries,
+            guards=guards,
+            audit=audit,
+            shell=shell,
+            sandbox=sandbox,
+        )
 
     def plan(self, entry: Entry, arguments: Mapping[str, Any]) -> tuple[runner.ExecPlan, list[str] | None]:
         """Validate a call and make its plan (and, for ``shell_execute``, its stages' programs).
@@ -171,9 +182,9 @@ class Service:
         t = entry.template
         timeout = float(arguments.get("timeout") or (t and t.spec.timeout_s) or s.cmd_timeout_s)
         stdin = arguments.get("stdin")
-        prefix = runner.limits_prefix(s.limits, s.prlimit_path)
         base = runner.ExecPlan(
-            argv=prefix,
+            argv=(),
+            wrapper=runner.limits_prefix(s.limits, s.prlimit_path),
             cwd=s.base_path or os.getcwd(),
             env=runner.child_env(
                 search_path=runner.SAFE_PATH,
@@ -184,13 +195,17 @@ class Service:
             stdin=stdin.encode() if isinstance(stdin, str) else None,
             timeout_s=min(timeout, s.max_timeout_s),
             max_output_bytes=s.max_output_bytes,
+            sandbox=self.sandbox,
+            box=Box(network=s.sandbox_network)
+            if t is None
+            else Box(network=t.spec.network, writable=t.spec.writable, ro=t.spec.sandbox_ro, rw=t.spec.sandbox_rw),
         )
         if t is None:
             if self.shell is None:  # pragma: no cover - the entry exists only with a shell tool
                 raise RuntimeError("shell_execute without an allowlist")
             return self.shell.plan(arguments, base=base)
         argv = render(t, arguments, self.context)
-        return attrs.evolve(base, argv=prefix + argv, cwd=t.spec.cwd or base.cwd), None
+        return attrs.evolve(base, argv=argv, cwd=t.spec.cwd or base.cwd), None
 
 
 def check_arguments(entry: Entry, arguments: Mapping[str, Any]) -> None:

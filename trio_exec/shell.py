@@ -124,34 +124,38 @@ class ShellTool:
             "awk, tar, sort are policed by per-program rules (e.g. find -exec, git -c, awk system() are refused)."
         )
 
-    def _program(self, name: str) -> str:
+    def _check_allowed(self, name: str) -> None:
         if not commands.program_allowed(name, self.allow_commands, self.allow_patterns):
             allowed = ", ".join(sorted(self.allow_commands))
             raise Rejected(
                 f"argument 'command': the program {name!r} is not allowed; allowed programs: {allowed}",
                 argument="command",
             )
-        path = self.pinned.get(name) or resolve_program(name, self.search_path)
-        if path is None:
-            raise SpawnFailed(f"program {name!r} is not installed")
-        return path
 
     def plan(self, arguments: Mapping[str, Any], *, base: runner.ExecPlan) -> tuple[runner.ExecPlan, list[str]]:
         """Validate a call and turn it into a pipeline (and its stages' program names).
 
-        ``base`` carries the environment, timeout, caps and the prlimit wrapper (as its argv).
+        ``base`` carries the environment, timeout, caps, the prlimit wrapper and the sandbox.
         """
         cwd = commands.confine_directory(arguments.get("directory"), self.base_path)
         parsed = commands.parse_command(list(arguments["command"]), base_path=self.base_path)
-        paths = {stage.argv[0]: self._program(stage.argv[0]) for stage in parsed.stages}
+        names = [stage.argv[0] for stage in parsed.stages]
+        for name in names:
+            self._check_allowed(name)
+        # Resolved where installed; a missing program is still policed by name first, so whether a
+        # call is refused never depends on what happens to be installed.
+        found = {name: self.pinned.get(name) or resolve_program(name, self.search_path) for name in names}
+        paths = {name: path for name, path in found.items() if path is not None}
         commands.check_plan(
             parsed, base_path=self.base_path, allow_dangerous=self.allow_dangerous, directory=cwd, program_paths=paths
         )
+        missing = [name for name, path in found.items() if path is None]
+        if missing:
+            raise SpawnFailed(f"program {missing[0]!r} is not installed")
         if parsed.stdin_path is not None and "stdin" in arguments:
             raise Rejected("argument 'stdin': the command already reads a file with '<'; give one or the other",
                            argument="stdin")  # fmt: skip
-        prefix = base.argv  # the prlimit wrapper, when limits are set
-        stages = [(*prefix, paths[s.argv[0]], *s.argv[1:]) for s in parsed.stages]
+        stages = [(paths[s.argv[0]], *s.argv[1:]) for s in parsed.stages]
         plan = attrs.evolve(
             base,
             argv=stages[0],

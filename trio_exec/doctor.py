@@ -1,0 +1,115 @@
+"""``trio-exec doctor``: which sandbox layer is active, why the others are not, and a live self-test.
+
+The self-test runs one command through the real runner, inside the sandbox the server would use,
+that tries what an attacker's command would: read the server's ``/proc`` entries, read
+``/etc/shadow``, write outside the base path, connect to a TCP listener on 127.0.0.1, and keep
+capabilities. Each attempt is reported as blocked or not; the exit code is 0 only when a layer is
+active and every attempt was blocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+
+import trio
+
+from trio_exec import runner, sandbox
+from trio_exec.config import Settings
+
+# Runs inside the box with ``python -I -S``: standard library only, prints one JSON object.
+PROBE = r"""
+import json, os, socket, sys
+server, outside, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def attempt(action):
+    try:
+        action()
+    except OSError as e:
+        return "blocked (" + (e.strerror or type(e).__name__) + ")"
+    return "NOT blocked"
+def read(path):
+    return lambda: open(path, "rb").read(1)
+def write():
+    with open(os.path.join(outside, "written-from-the-sandbox"), "w") as f:
+        f.write("x")
+def connect():
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(json.dumps({
+    "read the server's /proc/<pid>/environ": attempt(read("/proc/" + server + "/environ")),
+    "read the server's /proc/<pid>/mem": attempt(read("/proc/" + server + "/mem")),
+    "list the server's open files (/proc/<pid>/fd)": attempt(lambda: os.listdir("/proc/" + server + "/fd")),
+    "read /etc/shadow": attempt(read("/etc/shadow")),
+    "write outside the base path": attempt(write),
+    "connect to a TCP listener on 127.0.0.1": attempt(connect),
+    "capabilities": "none" if int(status["CapEff"].strip(), 16) == 0 else "SOME: " + status["CapEff"].strip(),
+    "no_new_privs": "on" if status.get("NoNewPrivs", "0").strip() == "1" else "OFF",
+    "seccomp filter": "on" if status.get("Seccomp", "0").strip() == "2" else "OFF",
+}))
+"""
+
+
+def _landlock_abi() -> int | None:
+    """The kernel's Landlock ABI version (None when Landlock is absent or disabled)."""
+    import ctypes
+
+    if platform.machine() not in ("x86_64", "aarch64"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    return int(abi) if abi > 0 else None
+
+
+def self_test(box: sandbox.Sandbox, base: str) -> dict[str, str]:
+    """Run the probe in ``box``; what each attempt came to."""
+    outside = tempfile.mkdtemp(prefix="trio-exec-doctor-")
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        plan = runner.ExecPlan(
+            argv=(sys.executable, "-I", "-S", "-c", PROBE, str(os.getpid()), outside, str(port)),
+            cwd=base,
+            env={"PATH": runner.SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/tmp"},  # noqa: S108
+            timeout_s=20,
+            sandbox=box,
+        )
+        result = trio.run(runner.run, plan)
+        written = os.listdir(outside)
+    finally:
+        listener.close()
+        for name in os.listdir(outside):
+            os.unlink(os.path.join(outside, name))
+        os.rmdir(outside)
+    try:
+        found: dict[str, str] = json.loads(result.stdout)
+    except ValueError:
+        err = result.stderr.decode(errors="replace").strip()
+        return {"self-test": f"FAILED to run (exit {result.exit_code}): {err[-300:]}"}
+    if written:  # the host's view is what counts, whatever the command believed
+        found["write outside the base path"] = "NOT blocked (the file appeared on the host)"
+    return found
+
+
+def run(settings: Settings, box: sandbox.Sandbox, facts: list[str]) -> int:
+    """Print the report; 0 when a layer is active and the self-test found nothing open."""
+    abi = _landlock_abi()
+    lines = ["trio-exec doctor", *facts]
+    if box.bwrap:
+        lines.append(f"  bwrap: {sandbox.bwrap_version(box.bwrap)} at {box.bwrap}")
+    lines.append(f"  kernel: {platform.release()}; Landlock ABI: {abi if abi else 'not available'}")
+    lines.append(f"  server user: uid {os.geteuid()}" + (" (root)" if os.geteuid() == 0 else ""))
+    base = settings.base_path or os.getcwd()
+    results = self_test(box, base)
+    lines.append(f"self-test (one command in the sandbox, base path {base}):")
+    lines += [f"  {what}: {verdict}" for what, verdict in results.items()]
+    weak = [v for v in results.values() if v.startswith(("NOT", "SOME", "OFF", "FAILED"))]
+    ok = box.active and not weak
+    lines.append("verdict: " + ("the sandbox holds" if ok else "NOT protected: see the notes above"))
+    print("\n".join(lines))  # the CLI's own output (doctor never serves MCP)
+    return 0 if ok else 1
