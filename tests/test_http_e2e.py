@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx2
 import pytest
 import trio
@@ -84,6 +85,46 @@ async def test_bearer_auth_refuses_missing_and_wrong_tokens_and_audits_them(tmp_
     for text in (audit.read_text(), log):
         assert TOKEN not in text
         assert other not in text
+
+
+async def _response(stream: trio.SocketStream, conn: h11.Connection) -> h11.Response:
+    """The next complete response on a raw HTTP/1.1 connection (its body read and discarded)."""
+    response = None
+    with trio.fail_after(10):
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive_some())
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.EndOfMessage):
+                assert response is not None
+                return response
+            elif isinstance(event, h11.ConnectionClosed):
+                raise AssertionError("the server closed the connection")
+
+
+async def test_a_refused_request_leaves_the_connection_usable_for_the_next() -> None:
+    async with run_server(*HTTP, *ECHO, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+        host, port = server.base.split("//")[1].rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        conn = h11.Connection(h11.CLIENT)
+        headers = [("Host", f"{host}:{port}"), ("Content-Type", "application/json"), ("Content-Length", "2")]
+        # The body arrives in its own segment, after the headers: the case where a server that answers
+        # before reading it closes the connection under the client's next request.
+        await stream.send_all(conn.send(h11.Request(method="POST", target="/mcp", headers=headers)))
+        with trio.move_on_after(0.3):
+            early = await stream.receive_some()
+            raise AssertionError(f"answered before the body was read: {early[:60]!r}")
+        await stream.send_all(conn.send(h11.Data(data=b"{}")) + conn.send(h11.EndOfMessage()))
+        refused = await _response(stream, conn)
+        conn.start_next_cycle()
+        health = h11.Request(method="GET", target="/health", headers=[("Host", f"{host}:{port}")])
+        await stream.send_all(conn.send(health) + conn.send(h11.EndOfMessage()))
+        again = await _response(stream, conn)
+        await stream.aclose()
+    assert refused.status_code == 401
+    assert again.status_code == 200
 
 
 async def test_repeated_auth_failures_are_rate_limited() -> None:

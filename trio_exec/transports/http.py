@@ -124,21 +124,44 @@ class Front:
         if self.tokens:
             presented = _bearer(scope)
             if presented is None or not token_matches(presented, self.tokens):
-                await self._refuse(scope, send, peer, "missing" if presented is None else "invalid")
+                await self._refuse(scope, receive, send, peer, "missing" if presented is None else "invalid")
                 return
             key = fingerprint(presented.decode())
         CLIENT.set(key)
         await self.app(scope, receive, send)
 
-    async def _refuse(self, scope: Scope, send: Send, peer: str, why: str) -> None:
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, peer: str, why: str) -> None:
         self.service.audit.record("auth_failure", transport="streamable-http", client=peer, reason=why,
                                   path=scope["path"])  # fmt: skip
         logger.warning("authentication failed ({} token) from {}", why, peer)
+        # Read the body first: hypercorn closes a connection whose request was not read to the end when
+        # the response is complete, so a client's next request on it (a retry with the right token) would
+        # meet a closed socket. A body over the cap is not read; the client is told to reconnect instead.
+        extra = (
+            [] if await _read_body(receive, self.service.settings.max_request_bytes) else [(b"connection", b"close")]
+        )
         wait = self.service.guards.rates.admit(peer, trio.current_time())
         if wait is not None:  # repeated failures spend the client's rate limit like calls do
-            await _respond(send, 429, {"error": "too many requests"}, [(b"retry-after", str(int(wait) + 1).encode())])
+            retry = [(b"retry-after", str(int(wait) + 1).encode())]
+            await _respond(send, 429, {"error": "too many requests"}, retry + extra)
             return
-        await _respond(send, 401, {"error": "unauthorized"}, [(b"www-authenticate", b'Bearer realm="trio-exec"')])
+        await _respond(
+            send, 401, {"error": "unauthorized"}, [(b"www-authenticate", b'Bearer realm="trio-exec"'), *extra]
+        )
+
+
+async def _read_body(receive: Receive, limit: int) -> bool:
+    """Consume the request body (discarded); False when it passed ``limit`` or the client went away."""
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return False
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            return False
+        if not message.get("more_body", False):
+            return True
 
 
 def _bearer(scope: Scope) -> bytes | None:
