@@ -324,9 +324,9 @@ def trio_exec_subject(spawner: Path, tag: str) -> Subject:
     )
 
 
-def trio_exec_unboxed(echo: Workload) -> Workload:
-    """The same echo with the kernel sandbox off: the difference is what the sandbox costs."""
-    server = Server("trio-exec-unboxed", (*echo.server.argv, "--sandbox", "off"), echo.server.env, "trio_exec")
+def trio_exec_layer(echo: Workload, layer: str) -> Workload:
+    """The same echo under another sandbox layer (``off``: none): the difference is what a layer costs."""
+    server = Server(f"trio-exec-{layer}", (*echo.server.argv, "--sandbox", layer), echo.server.env, "trio_exec")
     return Workload(server, echo.tool, echo.arguments, echo.check)
 
 

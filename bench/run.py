@@ -53,9 +53,9 @@ from _servers import (
     leftovers,
     memory,
     raised_cap_memory,
+    trio_exec_layer,
     trio_exec_rejected,
     trio_exec_subject,
-    trio_exec_unboxed,
     write_spawner,
 )
 from mcp import Client
@@ -138,6 +138,7 @@ class Report:
     theirs: Row
     rows: list[Row]
     unboxed: Row | None = None
+    landlock: Row | None = None
 
 
 async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, str], log_dir: Path) -> Report:
@@ -150,14 +151,16 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
 
     floor = Row("floor: trio.run_process(echo hi)")
     legacy, auto = Row("trio-exec stdio (legacy)"), Row("trio-exec stdio (auto)")
+    landlock = Row("  trio-exec stdio (legacy), --sandbox landlock")
     unboxed = Row("  trio-exec stdio (legacy), --sandbox off")
     rejected = Row("  trio-exec, argument rejected (no process)")
     other = Row(f"{theirs.name if theirs else COMPETITOR} stdio (legacy)")
-    rows = [floor, legacy, auto, unboxed, rejected, other]
+    rows = [floor, legacy, auto, landlock, unboxed, rejected, other]
     speed_rows: list[tuple[Row, Workload, Mode]] = [
         (legacy, ours.echo, "legacy"),
         (auto, ours.echo, "auto"),
-        (unboxed, trio_exec_unboxed(ours.echo), "legacy"),
+        (landlock, trio_exec_layer(ours.echo, "landlock"), "legacy"),
+        (unboxed, trio_exec_layer(ours.echo, "off"), "legacy"),
         (rejected, trio_exec_rejected(ours.echo), "legacy"),
     ]
     if theirs is None:
@@ -178,7 +181,7 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
         killed = kill_all_with(tag)
         if killed:
             print(f"killed {killed} process(es) that timed-out commands left behind", file=sys.stderr)
-    return Report(floor, legacy, other, rows, unboxed)
+    return Report(floor, legacy, other, rows, unboxed, landlock)
 
 
 # --------------------------------------------------------------------------- report
@@ -260,6 +263,14 @@ def verdicts(report: Report) -> list[str]:
         added = ours.latency.p50_ms - unboxed.latency.p50_ms
         out.append(f"sandbox (bwrap) adds at p50:     {added:+7.2f} ms  target <= {TARGET_SANDBOX_MS} ms")
         out[-1] += f"  {verdict(added <= TARGET_SANDBOX_MS)}"
+        cpu = ours.cpu_ms - unboxed.cpu_ms
+        out[-1] += f"  (CPU per call: server {cpu.server:+.2f} ms, command {cpu.commands:+.2f} ms)"
+    landlock = report.landlock.speed if report.landlock else None
+    if landlock and unboxed:
+        added = landlock.latency.p50_ms - unboxed.latency.p50_ms
+        cpu = landlock.cpu_ms - unboxed.cpu_ms
+        out.append(f"sandbox (landlock) adds at p50:  {added:+7.2f} ms  (the fallback layer; CPU per call: server "
+                   f"{cpu.server:+.2f} ms, command {cpu.commands:+.2f} ms)")  # fmt: skip
     if ours and theirs:
         ratio = ours.calls_per_s / theirs.calls_per_s
         out.append(f"calls/s @{IN_FLIGHT}, trio-exec / {COMPETITOR}: {ratio:.2f}x  target >= {TARGET_SPEEDUP}x")

@@ -152,11 +152,14 @@ class Sandbox:
             args += [binds[path], path, path]
         if home != "/tmp" and not any(_within(home, p) for p in binds):  # noqa: S108
             args += ["--tmpfs", home]  # an empty HOME of its own (also inside the private /tmp)
+        shown = ("/etc", *binds)
+        # Only what exists now: bwrap cannot make a mount point in a read-only folder (the audit log,
+        # created after start-up, exists by the first call; a file deleted since must not break every call).
         for path in self.mask_dirs:
-            if any(_within(path, p) for p in binds) or path.startswith("/etc/"):
-                args += ["--tmpfs", path]
-        for path in self.masks:  # (a secret file created after start-up, such as the audit log, exists by now)
-            if path.startswith("/etc/") or (any(_within(path, p) for p in binds) and os.path.lexists(path)):
+            if any(_within(path, p) for p in shown) and os.path.isdir(path):
+                args += ["--tmpfs", path, "--remount-ro", path]
+        for path in self.masks:
+            if any(_within(path, p) for p in shown) and os.path.isfile(path):
                 args += ["--ro-bind", "/dev/null", path]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
