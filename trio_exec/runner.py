@@ -7,7 +7,10 @@ Invariants:
   even when the direct child has already exited;
 - stdout and stderr are read concurrently and capped; stdin is written concurrently, so no
   pipe can deadlock and memory per call stays bounded whatever the command prints;
-- the timeout is a cancel scope, turned into ``timed_out`` at one place.
+- the timeout is a cancel scope, turned into ``timed_out`` at one place;
+- every process starts inside the plan's sandbox (``sandbox.Sandbox.prepare``), from the trio thread
+  (so ``--die-with-parent``/``PR_SET_PDEATHSIG`` hold for the server's whole life), and is waited for
+  through a pidfd; without a PID namespace (Landlock) a call's orphans are killed when it ends.
 """
 
 from __future__ import annotations
