@@ -252,19 +252,14 @@ class Child:
 
 def _orphans() -> list[int]:
     """Processes re-parented to this server (a subreaper) that it did not start itself."""
-    me = str(os.getpid())
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) in _LIVE:
-            continue
+    found: set[int] = set()
+    for task in os.listdir("/proc/self/task"):  # any thread of ours may be an orphan's new parent
         try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
+            with open(f"/proc/self/task/{task}/children") as f:
+                found.update(int(pid) for pid in f.read().split())
+        except OSError:
             continue
-        if fields[1] == me:
-            found.append(int(name))
-    return found
+    return sorted(found - _LIVE)
 
 
 async def kill_orphans() -> None:

@@ -63,8 +63,9 @@ MODES = tuple(m.value for m in Mode)
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # Hidden whatever their mode says (they are also unreadable to other users on every sane host).
 ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssl/private")
-# /proc files that uid 0 outside the box could still write without any capability: read-only.
-PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus")
+# /proc files that uid 0 outside the box could still write without any capability: read-only when the
+# server (and so the command, outside its user namespace) is root; for anyone else the kernel refuses.
+PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
 
 # System calls a command never needs and that widen the attack surface (kernel exploits, escaping the
 # namespaces, reading other processes): refused with EPERM, so programs fail cleanly.
@@ -117,6 +118,7 @@ class Sandbox:
     rw: tuple[str, ...] = ()
     masks: tuple[str, ...] = ()  # host files shown as unreadable (server secrets, /etc secrets)
     mask_dirs: tuple[str, ...] = ()  # host folders shown as empty
+    proc_read_only: tuple[str, ...] = ()  # bwrap: /proc entries bound read-only over themselves
     readable: tuple[str, ...] = ()  # landlock: the system view as paths (no secret under any of them)
     child_calls: _ChildCalls | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -136,7 +138,7 @@ class Sandbox:
             args.append("--share-net")
         args += self.system
         args += ["--tmpfs", "/tmp", "--dev", "/dev", "--proc", "/proc"]  # noqa: S108 - a private, empty /tmp
-        for path in PROC_READ_ONLY:
+        for path in self.proc_read_only:
             args += ["--ro-bind-try", path, path]
         binds: dict[str, str] = {}  # path -> "--bind" / "--ro-bind"; later entries for the same path win
         for prefix in program_prefixes(argv[0]):
@@ -565,6 +567,10 @@ def detect(
     root = os.geteuid() == 0
     bpf = seccomp_filter()
     masks, mask_dirs = hidden_in_etc()
+    # Each mask is a mount per command: only what this server's user could read needs one (for an
+    # unprivileged server, none of the class; for root, all of it).
+    masks = tuple(p for p in masks if os.access(p, os.R_OK))
+    mask_dirs = tuple(p for p in mask_dirs if os.access(p, os.R_OK | os.X_OK))
     secrets = tuple(os.path.realpath(p) for p in secret_files if p)
     view = (os.path.realpath(base), tuple(os.path.realpath(p) for p in ro), tuple(os.path.realpath(p) for p in rw))
     common: dict[str, Any] = {
@@ -588,6 +594,7 @@ def detect(
                 report=Report(layer="bwrap", detail="", seccomp=bpf is not None, root=root),
                 bwrap=bwrap,
                 system=system_view(),
+                proc_read_only=PROC_READ_ONLY if root else (),
                 **common,
             )
             failure = _probe(candidate)
