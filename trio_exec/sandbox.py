@@ -4,7 +4,7 @@ The policy layer states the operator's intent; this module makes the kernel enfo
 so that a gap in a policy means "the agent ran awk inside a box", not "the agent owns the host".
 
 Detected once at start-up (``detect``), used by the runner for every process it starts
-(``Sandbox.wrap``). Layers, best first:
+(``Sandbox.prepare``). Layers, best first:
 
 - **bwrap** (bubblewrap): a new mount, PID, IPC, UTS, cgroup and (unless the tool asks for the
   network) network namespace per command, inside a user namespace where the kernel allows one.
@@ -30,23 +30,35 @@ config, token file, audit log, TLS key) never appear inside, even when they lie 
 
 from __future__ import annotations
 
-import ctypes
+import atexit
 import enum
 import errno
 import functools
 import os
 import shutil
-import signal
-import stat
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from functools import lru_cache
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
 
 from trio_exec.errors import ConfigError
+from trio_exec.landlock import LANDLOCK_MIN_ABI, ChildCalls, landlock_abi, landlock_prepare
+from trio_exec.sandbox_view import (
+    Box,
+    Prepared,
+    depth,
+    hidden_in_etc,
+    program_prefixes,
+    readable_etc,
+    system_paths,
+    system_view,
+    within,
+)
+
+__all__ = ["Box", "Mode", "Prepared", "Report", "Sandbox", "detect", "hidden_in_etc", "program_prefixes",
+           "readable_etc"]  # fmt: skip
 
 
 class Mode(enum.Enum):
@@ -58,11 +70,6 @@ class Mode(enum.Enum):
 
 MODES = tuple(m.value for m in Mode)
 
-# The system runtime every program needs, read-only. Merged-/usr systems have the top-level names
-# as symlinks into /usr: they are recreated as the same symlinks.
-SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# Hidden whatever their mode says (they are also unreadable to other users on every sane host).
-ETC_SECRETS = ("shadow", "shadow-", "gshadow", "gshadow-", "sudoers", "sudoers.d", "ssl/private")
 # /proc files that uid 0 outside the box could still write without any capability: read-only when the
 # server (and so the command, outside its user namespace) is root; for anyone else the kernel refuses.
 PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger")
@@ -84,20 +91,10 @@ _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C  # push input into a terminal; the console
 
 
 @attrs.frozen
-class Box:
-    """What one tool's commands may reach beyond the default view (tool config / shell_execute options)."""
-
-    network: bool = False
-    writable: bool = True
-    ro: tuple[str, ...] = ()
-    rw: tuple[str, ...] = ()
-
-
-@attrs.frozen
 class Report:
     """What detection found, for ``doctor``, ``--dry-run`` and the start-up log."""
 
-    layer: str  # "bwrap" or "off"
+    layer: str  # "bwrap", "landlock" or "off"
     detail: str  # e.g. "bubblewrap 0.8.0 at /usr/bin/bwrap, user namespace"
     problems: tuple[str, ...] = ()  # why a better layer is not active, each with its fix
     seccomp: bool = False
@@ -120,7 +117,8 @@ class Sandbox:
     mask_dirs: tuple[str, ...] = ()  # host folders shown as empty
     proc_read_only: tuple[str, ...] = ()  # bwrap: /proc entries bound read-only over themselves
     readable: tuple[str, ...] = ()  # landlock: the system view as paths (no secret under any of them)
-    child_calls: _ChildCalls | None = attrs.field(default=None, eq=False, repr=False)
+    child_calls: ChildCalls | None = attrs.field(default=None, eq=False, repr=False)
+    scratch_root: str = ""  # landlock: a private folder of this server for the calls' TMPDIRs
 
     @property
     def active(self) -> bool:
@@ -146,22 +144,22 @@ class Sandbox:
         for path in (*self.ro, *box.ro):
             binds[path] = "--ro-bind"
         binds[self.base] = "--bind" if box.writable else "--ro-bind"
-        if not _within(cwd, self.base) and not any(_within(cwd, p) for p in binds):
+        if not within(cwd, self.base) and not any(within(cwd, p) for p in binds):
             binds[cwd] = "--bind" if box.writable else "--ro-bind"  # a tool's own cwd outside the base
         for path in (*self.rw, *box.rw):
             binds[path] = "--bind"
-        for path in sorted(binds, key=_depth):  # parents before children, or a parent would hide them
+        for path in sorted(binds, key=depth):  # parents before children, or a parent would hide them
             args += [binds[path], path, path]
-        if home != "/tmp" and not any(_within(home, p) for p in binds):  # noqa: S108
+        if home != "/tmp" and not any(within(home, p) for p in binds):  # noqa: S108
             args += ["--tmpfs", home]  # an empty HOME of its own (also inside the private /tmp)
         shown = ("/etc", *binds)
         # Only what exists now: bwrap cannot make a mount point in a read-only folder (the audit log,
         # created after start-up, exists by the first call; a file deleted since must not break every call).
         for path in self.mask_dirs:
-            if any(_within(path, p) for p in shown) and os.path.isdir(path):
+            if any(within(path, p) for p in shown) and os.path.isdir(path):
                 args += ["--tmpfs", path, "--remount-ro", path]
         for path in self.masks:
-            if any(_within(path, p) for p in shown) and os.path.isfile(path):
+            if any(within(path, p) for p in shown) and os.path.isfile(path):
                 args += ["--ro-bind", "/dev/null", path]
         if seccomp_fd is not None:
             args += ["--seccomp", str(seccomp_fd)]
@@ -192,158 +190,6 @@ class Sandbox:
         return r
 
 
-@attrs.define
-class Prepared:
-    """One process's start in the box; ``spawned`` after Popen, ``finished`` when the call is over."""
-
-    argv: tuple[str, ...]
-    pass_fds: tuple[int, ...] = ()
-    preexec_fn: Callable[[], None] | None = None
-    env: dict[str, str] = attrs.field(factory=dict)
-    close: list[Callable[[], None]] = attrs.field(factory=list)  # the parent's copies, once the child runs
-    scratch: list[str] = attrs.field(factory=list)  # per-call folders, removed when the call ends
-
-    def spawned(self) -> None:
-        for close in self.close:
-            close()
-        self.close.clear()
-
-    def finished(self) -> None:
-        self.spawned()
-        for folder in self.scratch:
-            shutil.rmtree(folder, ignore_errors=True)  # never follows symlinks out of it
-        self.scratch.clear()
-
-
-def _within(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _depth(path: str) -> tuple[int, str]:
-    return (path.rstrip("/").count("/"), path)
-
-
-_SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/etc/")
-
-
-@lru_cache(maxsize=256)
-def program_prefixes(program: str) -> tuple[str, ...]:
-    """Read-only folders a program outside the system view needs: its install prefix (and its target's).
-
-    ``/opt/tool/bin/tool`` -> ``/opt/tool``; a venv's ``python`` -> the venv and the interpreter's own
-    prefix; a script -> also its ``#!`` interpreter's. Never a home folder or a top-level folder as a
-    whole: there, only the program's own folder.
-    """
-    found: list[str] = []
-    for path in dict.fromkeys((os.path.abspath(program), os.path.realpath(program))):
-        if path.startswith(_SYSTEM_PREFIXES) or not os.path.isabs(path):
-            continue
-        folder = os.path.dirname(path)
-        parent = os.path.dirname(folder)
-        if os.path.basename(folder) in ("bin", "sbin") and not _too_broad(parent):
-            folder = parent
-        if not _too_broad(folder):
-            found.append(folder)
-    interpreter = _shebang(os.path.realpath(program))
-    if interpreter is not None and interpreter != program:
-        found += program_prefixes(interpreter)
-    return tuple(dict.fromkeys(found))
-
-
-def _shebang(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError:
-        return None
-    if not head.startswith(b"#!"):
-        return None
-    words = head[2:].split(b"\n", 1)[0].split()
-    return os.fsdecode(words[0]) if words and words[0].startswith(b"/") else None
-
-
-def _too_broad(folder: str) -> bool:
-    parts = [p for p in folder.split("/") if p]
-    return len(parts) < 2 or folder in ("/root",) or (parts[0] == "home" and len(parts) == 2)
-
-
-# ---------------------------------------------------------------------------------------- the view
-
-
-def hidden_in_etc(root: str = "/etc") -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Files and folders under ``root`` that an ordinary user of the host could not read.
-
-    The class, not a list: whatever is not world-readable (``shadow``, ``sudoers``, ssh host keys,
-    TLS private keys, an application's credentials) is shown as unreadable or empty; the names in
-    ``ETC_SECRETS`` are hidden whatever their mode.
-    """
-    files: list[str] = []
-    dirs: list[str] = []
-    for name in ETC_SECRETS:
-        path = os.path.join(root, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            dirs.append(path)
-        elif os.path.lexists(path):
-            files.append(path)
-    for top, subdirs, names in os.walk(root, followlinks=False):
-        if any(_within(top, d) for d in dirs):
-            subdirs[:] = []
-            continue
-        for name in list(subdirs):
-            path = os.path.join(top, name)
-            mode = os.lstat(path).st_mode
-            if stat.S_ISDIR(mode) and mode & 0o005 != 0o005:
-                dirs.append(path)
-                subdirs.remove(name)
-        for name in names:
-            path = os.path.join(top, name)
-            try:
-                mode = os.lstat(path).st_mode
-            except OSError:
-                continue
-            if stat.S_ISREG(mode) and not mode & stat.S_IROTH and path not in files:
-                files.append(path)
-    return tuple(dict.fromkeys(files)), tuple(dict.fromkeys(dirs))
-
-
-def etc_links_outside(root: str = "/etc") -> tuple[str, ...]:
-    """World-readable files that symlinks directly in ``root`` point to outside the view.
-
-    ``/etc/resolv.conf`` is often a link into ``/run``; without its target a tool with the network
-    could not resolve names.
-    """
-    found = []
-    for name in sorted(os.listdir(root)):
-        path = os.path.join(root, name)
-        if not os.path.islink(path):
-            continue
-        target = os.path.realpath(path)
-        if target.startswith((*_SYSTEM_PREFIXES, "/proc/")):
-            continue
-        try:
-            st = os.stat(target)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IROTH:
-            found.append(target)
-    return tuple(found)
-
-
-def system_view(root: str = "/") -> tuple[str, ...]:
-    """bwrap arguments for the read-only system runtime and ``/etc``."""
-    args: list[str] = []
-    for path in SYSTEM_DIRS:
-        host = os.path.join(root, path.lstrip("/"))
-        if os.path.islink(host):
-            args += ["--symlink", os.readlink(host), path]
-        elif os.path.isdir(host):
-            args += ["--ro-bind", path, path]
-    args += ["--ro-bind", "/etc", "/etc"]
-    for target in etc_links_outside():
-        args += ["--ro-bind", target, target]
-    return tuple(args)
-
-
 # ---------------------------------------------------------------------------------------- seccomp
 
 
@@ -372,132 +218,6 @@ def seccomp_filter() -> bytes | None:
         f.export_bpf(out)
         out.seek(0)
         return out.read()
-
-
-# ---------------------------------------------------------------------------------------- landlock
-
-LANDLOCK_MIN_ABI = 4  # TCP connect/bind rules
-_DEVICES_RW = ("/dev/null", "/dev/zero", "/dev/full")
-_DEVICES_RO = ("/dev/random", "/dev/urandom")
-_PR_SET_PDEATHSIG, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 1, 22, 2
-_PR_CAPBSET_DROP, _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 24, 47, 4
-_LINUX_CAPABILITY_VERSION_3 = 0x20080522
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
-class _ChildCalls:
-    """What the child calls between fork and exec, bound in the parent (no imports, no lookups there)."""
-
-    def __init__(self, bpf: bytes | None) -> None:
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.buffer = ctypes.create_string_buffer(bpf or b"", len(bpf or b""))
-        self.prog = _SockFprog(len(bpf or b"") // 8, ctypes.cast(self.buffer, ctypes.c_void_p))
-        self.has_filter = bpf is not None
-        self.cap_header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
-        self.no_caps = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: all empty
-
-    def drop_capabilities(self) -> None:
-        """No capability now, none after exec (even for uid 0): bounding set, ambient set, then capset."""
-        for cap in range(64):
-            self.libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the last one: harmless
-        self.libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
-        if self.libc.capset(self.cap_header, self.no_caps):
-            os._exit(1)
-
-
-def landlock_abi() -> int | None:
-    """The kernel's Landlock ABI (None: no Landlock, or the ``landlockpy`` binding is missing)."""
-    try:
-        import landlockpy
-    except ImportError:
-        return None
-    try:
-        return int(landlockpy.abi_version())
-    except OSError:
-        return None
-
-
-def readable_etc(hidden: Iterable[str], root: str = "/etc") -> tuple[str, ...]:
-    """``root``'s entries as the largest subtrees that hold nothing of ``hidden`` (for an allow-list layer)."""
-    secret = set(hidden)
-    found: list[str] = []
-
-    def visit(folder: str) -> None:
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            if path in secret:
-                continue
-            if any(h.startswith(path + "/") for h in secret):
-                if os.path.isdir(path) and not os.path.islink(path):
-                    visit(path)
-                continue
-            if os.path.islink(path):  # a rule applies to the target: only world-readable ones, outside /proc
-                target = os.path.realpath(path)
-                try:
-                    mode = os.stat(target).st_mode
-                except OSError:
-                    continue
-                if target.startswith("/proc/") or not mode & stat.S_IROTH or target in secret:
-                    continue
-            found.append(path)
-
-    visit(root)
-    return tuple(found)
-
-
-def landlock_prepare(box_: Sandbox, argv: Sequence[str], *, cwd: str, home: str, box: Box) -> Prepared:
-    """A ruleset for this command, built here; the child restricts itself to it just before exec."""
-    from landlockpy import AccessFS, AccessNet, Ruleset, Scope
-
-    read = AccessFS.READ_FILE | AccessFS.READ_DIR | AccessFS.EXECUTE
-    write = ~AccessFS.NONE & ~AccessFS.MAKE_CHAR & ~AccessFS.MAKE_BLOCK & ~AccessFS.IOCTL_DEV
-    scratch = tempfile.mkdtemp(prefix="trio-exec-call-")  # the command's private TMPDIR
-    ruleset = Ruleset(
-        handled_net=AccessNet.NONE if box.network else AccessNet.BIND_TCP | AccessNet.CONNECT_TCP,
-        scoped=Scope.SIGNAL | Scope.ABSTRACT_UNIX_SOCKET,
-    )
-    try:
-        grants: dict[str, AccessFS] = {}
-        for path in (*box_.readable, *program_prefixes(argv[0]), *box_.ro, *box.ro, home):
-            grants[path] = read
-        for path in _DEVICES_RO:
-            grants[path] = AccessFS.READ_FILE
-        for path in _DEVICES_RW:
-            grants[path] = AccessFS.READ_FILE | AccessFS.WRITE_FILE | AccessFS.TRUNCATE
-        grants[box_.base] = write if box.writable else read
-        if not _within(cwd, box_.base):
-            grants[cwd] = write if box.writable else read
-        for path in (*box_.rw, *box.rw, scratch):
-            grants[path] = write
-        on_files = AccessFS.EXECUTE | AccessFS.WRITE_FILE | AccessFS.READ_FILE | AccessFS.TRUNCATE
-        for path, access in grants.items():
-            if os.path.isdir(path):
-                ruleset.allow_path(path, access)
-            elif os.path.exists(path):  # a file: only the rights that apply to files are valid
-                ruleset.allow_path(path, access & on_files)
-    except BaseException:
-        ruleset.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    calls = box_.child_calls
-    assert calls is not None  # noqa: S101 - detect() binds them for the landlock layer
-    server = os.getpid()
-
-    def restrict() -> None:  # between fork and exec, in the child
-        calls.libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != server:  # the server died before the line above: do not run at all
-            os._exit(1)
-        calls.drop_capabilities()
-        ruleset.restrict()  # also sets no_new_privs
-        if calls.has_filter and calls.libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(calls.prog), 0, 0):
-            os._exit(1)
-
-    return Prepared(
-        argv=tuple(argv), preexec_fn=restrict, env={"TMPDIR": scratch}, close=[ruleset.close], scratch=[scratch]
-    )
 
 
 # ---------------------------------------------------------------------------------------- detection
@@ -608,7 +328,7 @@ def detect(
         abi = landlock_abi()
         if abi is not None and abi >= LANDLOCK_MIN_ABI:
             shown = (view[0], *view[1], *view[2])
-            exposed = [f for f in secrets if any(_within(f, p) for p in shown)]
+            exposed = [f for f in secrets if any(within(f, p) for p in shown)]
             if exposed:  # an allow-list cannot hide a file inside a folder it shows
                 raise ConfigError(
                     f"the sandbox (Landlock) would show the server's own file {exposed[0]} to commands: "
@@ -617,11 +337,14 @@ def detect(
             lost = "no PID namespace (orphans are killed when the call ends), no private /tmp or /proc, UDP open"
             report = Report(layer="landlock", detail=f"Landlock ABI {abi}; {lost}", problems=tuple(problems),
                             seccomp=bpf is not None, root=root)  # fmt: skip
+            scratch_root = tempfile.mkdtemp(prefix="trio-exec-scratch-")
+            atexit.register(shutil.rmtree, scratch_root, ignore_errors=True)
             return Sandbox(
                 mode=Mode.LANDLOCK,
                 report=report,
-                readable=(*_system_paths(), *readable_etc(masks + mask_dirs + secrets)),
-                child_calls=_ChildCalls(bpf),
+                scratch_root=scratch_root,
+                readable=(*system_paths(), *readable_etc(masks + mask_dirs + secrets)),
+                child_calls=ChildCalls(bpf),
                 **common,
             )
         problems.append(
@@ -639,10 +362,6 @@ def detect(
         problems.append("--sandbox off: commands run without a sandbox")
     report = Report(layer="off", detail="no kernel boundary", problems=tuple(problems), seccomp=False, root=root)
     return Sandbox(mode=Mode.OFF, report=report, **common)
-
-
-def _system_paths() -> tuple[str, ...]:
-    return tuple(p for p in SYSTEM_DIRS if os.path.isdir(p) and not os.path.islink(p))
 
 
 def _userns() -> bool:
