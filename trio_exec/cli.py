@@ -888,7 +888,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if loaded.doctor:
         from trio_exec import doctor
 
-        return doctor.run(loaded.settings, box, sandbox_lines(box))
+        code, report = doctor.run(loaded.settings, box, sandbox_lines(box))
+        print(report)  # doctor never serves MCP: stdout is for people here
+        return code
     if loaded.settings.dry_run:
         print(dry_run_report(loaded, templates, shell, box))
         return 0

@@ -43,7 +43,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 header, data = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
 libc.capget(header, data)
 effective = data[0] | data[3] << 32
-print(json.dumps({
+sys.stdout.write(json.dumps({
     "read the server's /proc/<pid>/environ": attempt(read("/proc/" + server + "/environ")),
     "read the server's /proc/<pid>/mem": attempt(read("/proc/" + server + "/mem")),
     "list the server's open files (/proc/<pid>/fd)": attempt(lambda: os.listdir("/proc/" + server + "/fd")),
@@ -53,7 +53,7 @@ print(json.dumps({
     "capabilities": "none" if effective == 0 else "SOME: %x" % effective,
     "no_new_privs": "on" if libc.prctl(39, 0, 0, 0, 0) == 1 else "OFF",
     "seccomp filter": "on" if libc.prctl(21, 0, 0, 0, 0) == 2 else "OFF",
-}))
+}) + "\n")
 """
 
 
@@ -100,8 +100,8 @@ def self_test(box: sandbox.Sandbox, base: str) -> dict[str, str]:
     return found
 
 
-def run(settings: Settings, box: sandbox.Sandbox, facts: list[str]) -> int:
-    """Print the report; 0 when a layer is active and the self-test found nothing open."""
+def run(settings: Settings, box: sandbox.Sandbox, facts: list[str]) -> tuple[int, str]:
+    """The report, and the exit code: 0 when a layer is active and the self-test found nothing open."""
     abi = _landlock_abi()
     lines = ["trio-exec doctor", *facts]
     if box.bwrap:
@@ -120,5 +120,4 @@ def run(settings: Settings, box: sandbox.Sandbox, facts: list[str]) -> int:
     weak = [v for v in results.values() if v.startswith(("NOT", "SOME", "OFF", "FAILED"))]
     ok = box.active and not weak
     lines.append("verdict: " + ("the sandbox holds" if ok else "NOT protected: see the notes above"))
-    print("\n".join(lines))  # the CLI's own output (doctor never serves MCP)
-    return 0 if ok else 1
+    return (0 if ok else 1), "\n".join(lines)
