@@ -121,7 +121,7 @@ class Settings:
     allow_patterns: tuple[str, ...] = ()
     config_path: str | None = None
     auth_token_file: str | None = None
-    sandbox: str = "auto"  # auto | bwrap | off
+    sandbox: str = "auto"  # auto | bwrap | landlock | off
     sandbox_require: bool = False
     sandbox_ro: tuple[str, ...] = ()
     sandbox_rw: tuple[str, ...] = ()
