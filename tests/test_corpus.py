@@ -1,4 +1,4 @@
-"""The hostile-input corpus (``shared/corpus/public_cases.json``), case by case, end to end.
+"""The hostile-input corpus (``shared/corpus/public_cases.json`` and ours beside it), case by case, end to end.
 
 Each case starts the real server over stdio in a fresh folder, makes its call(s) with the real
 ``mcp.Client`` and checks the outcome as the corpus README defines it. The newest corpus beside
@@ -25,7 +25,21 @@ from tests.conftest import server_params
 _HERE = Path(__file__).parent
 _SHARED = _HERE.parent.parent / "shared" / "corpus" / "public_cases.json"
 CORPUS = _SHARED if _SHARED.exists() else _HERE / "corpus" / "public_cases.json"
-CASES: list[dict[str, Any]] = json.loads(CORPUS.read_text())["cases"]
+
+
+def _load_cases() -> list[dict[str, Any]]:
+    """The public cases, then the project's own (every other ``tests/corpus/*.json``, same schema)."""
+    cases: list[dict[str, Any]] = json.loads(CORPUS.read_text())["cases"]
+    for extra in sorted((_HERE / "corpus").glob("*.json")):
+        if extra.name != "public_cases.json":
+            cases.extend(json.loads(extra.read_text())["cases"])
+    ids = [c["id"] for c in cases]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    assert not duplicates, f"corpus case ids used twice: {duplicates}"
+    return cases
+
+
+CASES = _load_cases()
 IMPLEMENTED_MODES = {"template", "allowlist"}
 
 
