@@ -448,7 +448,7 @@ def test_path_rejects_proc_even_when_the_server_would_resolve_it_inside(
 
 
 def test_path_allows_a_system_directory_only_when_it_is_the_base_path() -> None:
-    validate_value("path", Kind.PATH, "null", paths=PathPolicy(base_path="/dev"))
+    validate_value("path", Kind.PATH, "null", paths=PathPolicy(base_path="/dev", special_files=True))
 
 
 @pytest.mark.parametrize(

@@ -71,14 +71,15 @@ class CommandPlan:
     """A parsed ``command``: stages connected by pipes in order, and the confined redirection files."""
 
     stages: tuple[Stage, ...]
-    stdin_path: str | None  # '<': an existing regular file inside the base path, fed to the first stage
-    stdout_path: str | None  # '>'/'>>': a file inside the base path, written by the last stage
+    stdin_path: str | None  # "<": an existing regular file inside the base path (or /dev/null), fed to stage 1
+    stdout_path: str | None  # ">"/">>": a file inside the base path (or /dev/null), written by the last stage
     append: bool  # True for '>>'
 
 
 # --------------------------------------------------------------------------- operators
 
 PIPE, INPUT, OUTPUT, APPEND = "|", "<", ">", ">>"
+DEV_NULL = "/dev/null"  # the one redirection target outside the base path: '> /dev/null', '< /dev/null'
 _SYNTAX = frozenset({PIPE, INPUT, OUTPUT, APPEND})
 _HEREDOC = re.compile(r"[0-9]*<<[-<]?")
 _FD_REDIRECTION = re.compile(r"[0-9]*(?:[<>]&[0-9]*-?|>\||<>)|[0-9]+(?:>>?|<)|&>>?")
@@ -168,16 +169,20 @@ class _Parse:
         if index + 1 >= len(elements) or is_operator_element(elements[index + 1]):
             raise _at(index, operator, "a redirection needs a file name as the next element")
         target, name = elements[index + 1], f"command[{index + 1}]"
+        # Discarding output (or reading nothing) is common and harmless; no other path outside the base.
+        target_path = DEV_NULL if target == DEV_NULL else None
         if operator == INPUT:
             if len(self.stages) > 1:
                 raise _at(index, operator, "'<' feeds the first stage only; put it before the first '|'")
             if self.stdin_path is not None:
                 raise _at(index, operator, "only one '<' is allowed")
-            self.stdin_path = _confine_file(target, base=self.base, relative_to=self.base, use=PathUse.READ, name=name)
+            self.stdin_path = target_path or _confine_file(
+                target, base=self.base, relative_to=self.base, use=PathUse.READ, name=name
+            )
         else:
             if self.stdout_path is not None:
                 raise _at(index, operator, "only one '>' or '>>' is allowed")
-            self.stdout_path = _confine_file(
+            self.stdout_path = target_path or _confine_file(
                 target, base=self.base, relative_to=self.base, use=PathUse.WRITE, name=name
             )
             self.append = operator == APPEND
@@ -267,12 +272,16 @@ def _confine_file(value: str, *, base: str, relative_to: str, use: PathUse, name
     except Rejected as exc:
         raise Rejected(exc.message, argument="command") from None
     candidate = os.path.normpath(os.path.join(relative_to, value))  # join keeps an absolute value as is
-    if not _is_within(os.path.realpath(candidate), base):
+    resolved = _resolve(candidate, name, value, base)
+    if not _is_within(resolved, base):
         raise _refused_path(name, value, f"it resolves outside the base path {base} (symlinks are followed)", base)
     if use is PathUse.INSIDE:
-        return os.path.realpath(candidate)
+        problem = _special_problem(resolved)
+        if problem is not None:
+            raise _refused_path(name, value, problem, base)
+        return resolved
     parent, leaf = os.path.split(candidate)
-    real_parent = os.path.realpath(parent)
+    real_parent = _resolve(parent, name, value, base)
     if value.endswith("/") or candidate == base or not _is_within(real_parent, base):
         raise _refused_path(name, value, "it must name a file inside the base path", base)
     if not os.path.isdir(real_parent):
@@ -284,6 +293,26 @@ def _confine_file(value: str, *, base: str, relative_to: str, use: PathUse, name
     if problem is not None:
         raise _refused_path(name, value, problem, base)
     return final
+
+
+def _resolve(path: str, name: str, value: str, base: str) -> str:
+    try:
+        return os.path.realpath(path)
+    except OSError as exc:  # e.g. EACCES reading /proc/1/root: what cannot be resolved cannot be confined
+        raise _refused_path(
+            name, value, f"it cannot be resolved ({exc.strerror or type(exc).__name__})", base
+        ) from None
+
+
+def _special_problem(resolved: str) -> str | None:
+    """Why a path a program reads or enters may not be used: a FIFO, socket or device would hang it."""
+    try:
+        mode = os.stat(resolved).st_mode
+    except OSError:
+        return None  # not there (yet): the program creates it or fails on its own
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return "it is a FIFO, socket or device, not a regular file or directory (it could hang the command)"
 
 
 def _final_component_problem(final: str, use: PathUse) -> str | None:

@@ -59,6 +59,7 @@ class ToolSpec:
     writable: bool = True  # sandbox: the base path is writable (read-only when false)
     sandbox_ro: tuple[str, ...] = ()  # sandbox: more host paths, read-only
     sandbox_rw: tuple[str, ...] = ()  # sandbox: more host paths, read-write
+    special_files: bool = False  # path placeholders may name FIFOs, sockets and devices inside the base
 
 
 @attrs.frozen
@@ -130,7 +131,7 @@ class Settings:
 
 _TOOL_KEYS = {
     "template", "description", "timeout_s", "cwd", "stdin", "env", "annotations", "args", "network", "writable",
-    "sandbox_ro", "sandbox_rw",
+    "sandbox_ro", "sandbox_rw", "special_files",
 }  # fmt: skip
 _ARG_KEYS = {"kind", "description", "enum", "pattern", "max_length", "default", "minimum", "maximum"}
 
@@ -211,6 +212,7 @@ def _tool_spec(name: str, t: Mapping[str, Any], path: str) -> ToolSpec:
         writable=_typed(t.get("writable", True), bool, where, "writable"),
         sandbox_ro=_paths(t.get("sandbox_ro", []), where, "sandbox_ro"),
         sandbox_rw=_paths(t.get("sandbox_rw", []), where, "sandbox_rw"),
+        special_files=_typed(t.get("special_files", False), bool, where, "special_files"),
     )
 
 

@@ -20,7 +20,7 @@ import attrs
 from trio_exec import commands, runner
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.templates import resolve_program
-from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES
+from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
 
 NAME = "shell_execute"
 
@@ -103,9 +103,9 @@ class ShellTool:
                 },
                 "timeout": {
                     "type": "number",
-                    "exclusiveMinimum": 0,
+                    "minimum": MIN_TIMEOUT_S,
                     "maximum": max_timeout_s,
-                    "description": f"Seconds before the whole pipeline is stopped (at most {max_timeout_s:g}).",
+                    "description": f"Seconds before the pipeline is stopped ({MIN_TIMEOUT_S:g} to {max_timeout_s:g}).",
                 },
             },
             "required": ["command"],

@@ -23,10 +23,12 @@ from trio_exec.config import ArgSpec, ToolSpec
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.validation import (
     MAX_VALUE_BYTES,
+    MIN_TIMEOUT_S,
     Constraint,
     Kind,
     PathPolicy,
     check_argv_length,
+    check_word_path,
     is_sensitive,
     kind_from_name,
     validate_value,
@@ -198,7 +200,21 @@ def compile_tool(spec: ToolSpec, ctx: Context) -> Template:
     if path is not None:
         check_program(path, ctx, where)
     args = tuple(_arg(name, spec.args.get(name, ArgSpec()), ctx) for name in names)
+    _check_shared_words(tokens, {a.name: a.kind for a in args}, where)
     return Template(spec=spec, program=words[0], program_path=path, tokens=tokens, args=args)
+
+
+def _check_shared_words(tokens: tuple[Token, ...], kinds: Mapping[str, Kind], where: str) -> None:
+    """Refuse a word with two path placeholders: no one path can be confined when two values build it."""
+    for token in tokens:
+        in_word = [p.name for p in token if isinstance(p, Placeholder) and kinds[p.name] is Kind.PATH]
+        if len(in_word) > 1:
+            shown = render_token(token, None)
+            raise ConfigError(
+                f"{where}: the word {shown!r} joins the path placeholders {{{in_word[0]}}} and {{{in_word[1]}}}; "
+                "two values cannot be confined as one path: use one path placeholder per word "
+                "(e.g. {path} alone), or give the others another kind in the config file"
+            )
 
 
 def _arg(name: str, spec: ArgSpec, ctx: Context) -> Arg:
@@ -247,9 +263,9 @@ def input_schema(t: Template, *, max_timeout_s: float, stdin: bool) -> dict[str,
         props[a.name] = prop
     props["timeout"] = {
         "type": "number",
-        "exclusiveMinimum": 0,
+        "minimum": MIN_TIMEOUT_S,
         "maximum": max_timeout_s,
-        "description": f"Seconds before the command is stopped (at most {max_timeout_s:g}).",
+        "description": f"Seconds before the command is stopped ({MIN_TIMEOUT_S:g} to {max_timeout_s:g}).",
     }
     if stdin:
         props["stdin"] = {"type": "string", "description": "Text written to the command's standard input."}
@@ -295,31 +311,62 @@ def render_token(token: Token, values: Mapping[str, str] | None) -> str:
 
 def render(t: Template, arguments: Mapping[str, Any], ctx: Context) -> tuple[str, ...]:
     """Validate every placeholder value and render argv; raises ``Rejected``/``SpawnFailed``."""
+    paths = attrs.evolve(ctx.paths, special_files=True) if t.spec.special_files else ctx.paths
     values: dict[str, str] = {}
     for a in t.args:
         raw = arguments.get(a.name, a.default)
-        value = str(raw)
-        validate_value(a.name, a.kind, value, paths=ctx.paths, constraint=a.constraint, sensitive=a.sensitive)
-        base = ctx.paths.base_path
+        value = _text_of(a, raw)
+        validate_value(a.name, a.kind, value, paths=paths, constraint=a.constraint, sensitive=a.sensitive)
+        base = paths.base_path
         if a.kind is Kind.PATH and base and t.spec.cwd and not os.path.isabs(value):
             # Validated against the base path, so it must mean the same there: the tool runs elsewhere.
             value = os.path.join(base, value)
         values[a.name] = value
-    kinds = {a.name: a.kind for a in t.args}
+    by_name = {a.name: a for a in t.args}
     argv: list[str] = []
     for token in t.tokens:
         element = render_token(token, values)
         first = token[0]
         # A value that starts an argv element must not turn it into an option.
-        if isinstance(first, Placeholder) and kinds[first.name] is not Kind.FLAG and element.startswith("-"):
+        if isinstance(first, Placeholder) and by_name[first.name].kind is not Kind.FLAG and element.startswith("-"):
             raise Rejected(
                 f"argument '{first.name}': the value would start a command-line option (leading '-'); "
                 "pass a value that does not begin with '-'",
                 argument=first.name,
             )
+        if len(token) > 1:
+            _check_word(token, values, by_name, paths, t.spec.cwd or paths.base_path)
         argv.append(element)
     check_argv_length(argv)
     return (program_for_call(t, ctx), *argv)
+
+
+_MAX_INTEGER = 10**100  # str() of a far larger int raises; no option takes such a number
+
+
+def _text_of(a: Arg, raw: Any) -> str:
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) >= _MAX_INTEGER:
+        raise Rejected(f"argument {a.name!r}: the number is too large; give an integer below 10**100", argument=a.name)
+    return str(raw)
+
+
+_OPTION_VALUE_STARTS = "=:,"  # --out=FILE, host:FILE, a,FILE: a program may open only the part after one
+
+
+def _check_word(
+    token: Token, values: Mapping[str, str], args: Mapping[str, Arg], paths: PathPolicy, cwd: str | None
+) -> None:
+    """A path value that shares its word with other text is confined as the program opens it: the word."""
+    for index, part in enumerate(token):
+        if not (isinstance(part, Placeholder) and args[part.name].kind is Kind.PATH):
+            continue
+        head = render_token(token[:index], values)
+        tail = values[part.name] + render_token(token[index + 1 :], values)
+        readings = [head + tail] + [head[i + 1 :] + tail for i, c in enumerate(head) if c in _OPTION_VALUE_STARTS]
+        arg = args[part.name]
+        check_word_path(
+            part.name, values[part.name], head + tail, readings, paths=paths, relative_to=cwd, sensitive=arg.sensitive
+        )
 
 
 def program_for_call(t: Template, ctx: Context) -> str:

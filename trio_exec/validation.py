@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import stat
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -31,10 +32,12 @@ from trio_exec.errors import Rejected
 __all__ = [
     "MAX_ARGV",
     "MAX_VALUE_BYTES",
+    "MIN_TIMEOUT_S",
     "Constraint",
     "Kind",
     "PathPolicy",
     "check_argv_length",
+    "check_word_path",
     "is_sensitive",
     "kind_from_name",
     "validate_config_regex",
@@ -43,6 +46,7 @@ __all__ = [
 
 MAX_VALUE_BYTES: int = 64 * 1024  # UTF-8 bytes, as mcp-secure-exec's MAX_ARG_LENGTH
 MAX_ARGV: int = 256
+MIN_TIMEOUT_S: float = 0.1  # the smallest per-call 'timeout' a client may ask for (the one place it is named)
 
 _MAX_DECODE_ROUNDS = 5  # percent-decoding rounds, as mcp-secure-exec
 _EXCERPT_CHARS = 40
@@ -104,11 +108,14 @@ class PathPolicy:
 
     ``base_path`` is an absolute path the caller already passed through ``os.path.realpath``.
     ``validate_paths=False`` (``--no-validate-paths``) turns off containment, the ``/proc``/``/sys``/``/dev``
-    refusal and the "relative paths need a base path" rule; the syntax checks stay.
+    refusal, the special-file refusal and the "relative paths need a base path" rule; the syntax checks stay.
+    ``special_files`` (a tool's ``special_files = true``) accepts FIFOs, sockets and devices inside the base;
+    otherwise an existing path must be a regular file or a directory (a FIFO would hang the command).
     """
 
     base_path: str | None = attrs.field(default=None, validator=_require_absolute)
     validate_paths: bool = True
+    special_files: bool = False
 
 
 @attrs.frozen
@@ -448,19 +455,25 @@ def _path_variant_problem(raw: str, form: str, label: str) -> _Problem | None:
     return None
 
 
-def _containment(path: str, policy: PathPolicy, label: str, remedy: str) -> _Problem | None:
+def _containment(
+    path: str, policy: PathPolicy, label: str, remedy: str, relative_to: str | None = None
+) -> _Problem | None:
     base = policy.base_path
     reading = f"its {label}" if label else "the path"
-    if base is None and not os.path.isabs(path):
+    if base is None and relative_to is None and not os.path.isabs(path):
         return _Problem(
             "relative paths need a base path, and none is set",
             "give an absolute path, or ask the operator to start trio-exec with --base-path",
         )
-    candidate = path if base is None else os.path.join(base, path)  # join keeps an absolute path as is
+    start = relative_to or base
+    candidate = path if start is None else os.path.join(start, path)  # join keeps an absolute path as is
     lexical = os.path.normpath(candidate)
     # realpath follows every symlink, also one followed by components that do not exist yet
     # (base/cfg -> ../outside, then 'cfg/newdir/x'), so mkdir -p style tools cannot escape either.
-    resolved = os.path.realpath(candidate)
+    try:
+        resolved = os.path.realpath(candidate)
+    except OSError as exc:  # e.g. EACCES reading /proc/1/root: what cannot be resolved cannot be confined
+        return _Problem(f"{reading} cannot be resolved ({exc.strerror or type(exc).__name__})", remedy)
     if base is not None and not _is_within(resolved, base):
         return _Problem(f"{reading} resolves outside the base path {base} (symlinks are followed)", remedy)
     # The lexical form matters too: /proc/self/... means the server to realpath but the child to the kernel.
@@ -470,7 +483,58 @@ def _containment(path: str, policy: PathPolicy, label: str, remedy: str) -> _Pro
         if system is not None and not inside_base:
             rule = f"{reading} is under {system} (kernel and device files)"
             return _Problem(rule, f"{remedy}, not under {system}")
+    if not policy.special_files:
+        return _special_file(resolved, reading, remedy)
     return None
+
+
+def _special_file(resolved: str, reading: str, remedy: str) -> _Problem | None:
+    """Refuse an existing path that is neither a regular file nor a directory (FIFO, socket, device)."""
+    try:
+        mode = os.stat(resolved).st_mode
+    except OSError:
+        return None  # does not exist (yet): the program creates it or fails on its own
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    what = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
+    return _Problem(
+        f"{reading} is {what}, not a regular file or directory (reading it could hang the command)",
+        f"{remedy}; the operator can allow special files for this tool with special_files = true",
+    )
+
+
+def check_word_path(
+    name: str,
+    value: str,
+    word: str,
+    readings: Sequence[str],
+    *,
+    paths: PathPolicy,
+    relative_to: str | None = None,
+    sensitive: bool = False,
+) -> None:
+    """Confine a rendered argv word that holds a path placeholder's value and other text.
+
+    The program opens the whole word (``{file}.txt``, ``data/{file}``) or its tail after an option's ``=``
+    (``--out={file}``), not the value alone; each of ``readings`` (and its decoded forms) must pass the same
+    containment, system-directory and special-file rules as a lone path value. Raises ``Rejected``.
+    """
+    if not paths.validate_paths:
+        return
+    remedy = _path_remedy(paths)
+    for reading in readings:
+        if paths.base_path is None and relative_to is None and not os.path.isabs(reading):
+            continue  # nothing to confine a relative word to; the value alone was checked (and is absolute)
+        variants, _too_deep = _variants(reading)
+        for label, form in [("", reading), *variants]:
+            problem = _containment(form, paths, label, remedy, relative_to)
+            if problem is not None:
+                rule = f"in the word {_excerpt(word)} {problem.rule}"
+                hidden = f"in the word it is part of, {problem.hidden_rule or problem.rule}"
+                raise Rejected(
+                    _message(name, value, _Problem(rule, problem.remedy, hidden_rule=hidden), sensitive=sensitive),
+                    argument=name,
+                )
 
 
 # --------------------------------------------------------------------------- flag
