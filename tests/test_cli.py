@@ -267,7 +267,7 @@ def test_limits_need_prlimit_on_the_path(tmp_path: Path) -> None:
 def test_dry_run_shows_resource_limits() -> None:
     proc = run_cli("-d", *ECHO, "--limit-memory", "256M", "--limit-nproc", "50")
     assert proc.returncode == 0, proc.stderr
-    assert "resource limits: memory 268435456, nproc 50 (via " in proc.stdout
+    assert "resource limits: memory 268435456, fsize 67108864, nproc 50 (via " in proc.stdout
 
 
 def test_readme_documents_every_option_and_variable() -> None:

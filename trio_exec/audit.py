@@ -55,14 +55,18 @@ def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = ()) ->
     logger.remove()
     logger.configure(patcher=_scrubber([s for s in secrets if s]))
     not_audit = lambda r: _AUDIT_KEY not in r["extra"]  # noqa: E731 - a one-line filter
+    # No locals in tracebacks, ever: loguru's diagnose mode prints every frame's variables (argument values,
+    # secrets among them), and backtrace adds the frames above the catch point.
     if fmt == "json":
-        logger.add(sys.stderr, level=_LEVELS[level], serialize=True, filter=not_audit)
+        logger.add(sys.stderr, level=_LEVELS[level], serialize=True, filter=not_audit, diagnose=False, backtrace=False)
     else:
         logger.add(
             sys.stderr,
             level=_LEVELS[level],
             format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} {message}",
             filter=not_audit,
+            diagnose=False,
+            backtrace=False,
         )
     sdk_level = logging.DEBUG if level in ("trace", "debug") else logging.WARNING
     logging.basicConfig(handlers=[_ToLoguru()], level=sdk_level, force=True)

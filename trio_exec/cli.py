@@ -37,6 +37,7 @@ NETWORK_ONLY = (
     "root_path", "certfile", "keyfile",
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
+FSIZE_PER_OUTPUT = 64  # default --limit-fsize: this many times --max-output-bytes
 
 
 def _bool(text: Any, what: str) -> bool:
@@ -229,6 +230,16 @@ OPTIONS: tuple[Opt, ...] = (
         shown_default="1048576",
     ),
     Opt(
+        "--max-stdin-bytes",
+        "max_stdin_bytes",
+        "MCP_EXEC_MAX_STDIN_BYTES",
+        "Largest 'stdin' argument of one call (UTF-8 bytes), e.g. 8M; larger calls are rejected.",
+        convert=_size,
+        metavar="<bytes>",
+        default=8 * 1024 * 1024,
+        shown_default="8M",
+    ),
+    Opt(
         "--env-allow",
         "env_allow",
         "MCP_EXEC_ENV_ALLOW",
@@ -257,9 +268,10 @@ OPTIONS: tuple[Opt, ...] = (
         "--limit-fsize",
         "limit_fsize",
         "MCP_EXEC_LIMIT_FSIZE",
-        "Largest file a command may write (prlimit --fsize), e.g. 10M.",
+        "Largest file a command may write, '>' redirections included (prlimit --fsize), e.g. 10M.",
         convert=_size,
         metavar="<bytes>",
+        shown_default=f"--max-output-bytes x {FSIZE_PER_OUTPUT} when prlimit is installed",
     ),
     Opt(
         "--limit-nofile",
@@ -667,14 +679,18 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         raise ConfigError("--audit-rotate needs --audit-log PATH (a file)")
     # A listed name that is unset in the server's environment is simply not passed.
     passthrough = {n: environ[n] for n in merged["env_allow"] if n in environ}
+    search_path = environ.get("PATH", os.defpath)
+    fsize = merged["limit_fsize"]
+    if fsize is None and shutil.which("prlimit", path=search_path) is not None:
+        # A '>' redirection (or any file a command writes) is capped like its captured output, by default.
+        fsize = merged["max_output_bytes"] * FSIZE_PER_OUTPUT
     limits = Limits(
         memory_bytes=merged["limit_memory"],
         cpu_s=merged["limit_cpu"],
-        fsize_bytes=merged["limit_fsize"],
+        fsize_bytes=fsize,
         nofile=merged["limit_nofile"],
         nproc=merged["limit_nproc"],
     )
-    search_path = environ.get("PATH", os.defpath)
     prlimit_path = None
     if limits.any():
         prlimit_path = shutil.which("prlimit", path=search_path)
@@ -813,6 +829,8 @@ def warnings_for(loaded: Loaded) -> list[str]:
         notes.append("--no-validate-paths: path arguments are NOT confined to the base path")
     if s.allow_dangerous:
         notes.append("--allow-dangerous: blacklisted programs are allowed")
+    if s.limits.fsize_bytes is None:
+        notes.append("prlimit (util-linux) is not installed: files commands write ('>' too) have no size cap")
     return notes
 
 

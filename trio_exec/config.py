@@ -90,6 +90,7 @@ class Settings:
     cmd_timeout_s: float = 30.0
     max_timeout_s: float = 300.0
     max_output_bytes: int = 1024 * 1024
+    max_stdin_bytes: int = 8 * 1024 * 1024  # UTF-8 bytes of one call's 'stdin' argument
     env_allow: tuple[str, ...] = ()
     passthrough_env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     search_path: str = "/usr/local/bin:/usr/bin:/bin"

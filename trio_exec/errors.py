@@ -83,6 +83,12 @@ class RateLimited(ToolError):
     code = "rate_limited"
 
 
+class Internal(ToolError):
+    """Something failed inside the server itself (a bug or an OS surprise); logged once, without values."""
+
+    code = "internal"
+
+
 class CircuitOpen(ToolError):
     """This tool's circuit breaker is open; ``retry_after_s`` says when a probe is allowed."""
 

@@ -9,8 +9,10 @@ that ran to completion is ``isError: false`` whatever its exit code.
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 import tempfile
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,14 +27,15 @@ from mcp.shared.exceptions import MCPError
 
 from trio_exec import __version__, runner
 from trio_exec.admission import Guards
-from trio_exec.audit import Audit, redact_arguments, redact_argv
+from trio_exec.audit import REDACTED, Audit, redact_arguments, redact_argv
 from trio_exec.config import ANNOTATION_KEYS, Settings
-from trio_exec.errors import InvalidParams, OutputLimit, Rejected, TimedOut, ToolError
+from trio_exec.errors import Internal, InvalidParams, OutputLimit, Rejected, TimedOut, ToolError
 from trio_exec.guards import State
 from trio_exec.sandbox import Box, Sandbox
 from trio_exec.shell import NAME as SHELL_NAME
 from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template, describe, input_schema, render
+from trio_exec.validation import MIN_TIMEOUT_S, is_sensitive
 
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -180,8 +183,12 @@ class Service:
         """
         s = self.settings
         t = entry.template
-        timeout = float(arguments.get("timeout") or (t and t.spec.timeout_s) or s.cmd_timeout_s)
-        stdin = arguments.get("stdin")
+        check_finite(arguments)
+        asked = arguments.get("timeout")
+        timeout = float(asked or (t and t.spec.timeout_s) or s.cmd_timeout_s)
+        if asked is not None and not asked >= MIN_TIMEOUT_S:  # the schema says so too; one layer is not enough
+            raise Rejected(f"argument 'timeout': give at least {MIN_TIMEOUT_S:g} seconds", argument="timeout")
+        stdin = encode_stdin(arguments.get("stdin"), s.max_stdin_bytes)
         base = runner.ExecPlan(
             argv=(),
             wrapper=runner.limits_prefix(s.limits, s.prlimit_path),
@@ -192,7 +199,7 @@ class Service:
                 passthrough=s.passthrough_env,
                 extra=t.spec.env if t else {},
             ),
-            stdin=stdin.encode() if isinstance(stdin, str) else None,
+            stdin=stdin,
             timeout_s=min(timeout, s.max_timeout_s),
             max_output_bytes=s.max_output_bytes,
             sandbox=self.sandbox,
@@ -206,6 +213,65 @@ class Service:
             return self.shell.plan(arguments, base=base)
         argv = render(t, arguments, self.context)
         return attrs.evolve(base, argv=argv, cwd=t.spec.cwd or base.cwd), None
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """Where a NaN or infinity hides in ``value`` (JSON allows neither, Python's parser reads both)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, Mapping):
+        return next((w for k, v in value.items() if (w := _non_finite(v, f"{where}.{k}")) is not None), None)
+    if isinstance(value, (list, tuple)):
+        return next((w for i, v in enumerate(value) if (w := _non_finite(v, f"{where}[{i}]")) is not None), None)
+    return None
+
+
+def check_finite(arguments: Mapping[str, Any]) -> None:
+    """Refuse NaN, Infinity and -Infinity anywhere in the arguments, before anything starts."""
+    for name, value in arguments.items():
+        where = _non_finite(value, name)
+        if where is not None:
+            raise Rejected(
+                f"argument {name!r}: {where} is NaN or infinite, which is not a JSON number; give a finite number",
+                argument=name,
+            )
+
+
+def encode_stdin(stdin: Any, limit: int) -> bytes | None:
+    """The ``stdin`` argument as UTF-8, once, refused above ``limit`` bytes (``--max-stdin-bytes``)."""
+    if not isinstance(stdin, str):
+        return None
+    # Each character is 1-4 bytes: decide from the length alone where it can, without a copy.
+    data = None if len(stdin) > limit else stdin.encode("utf-8", "surrogatepass")
+    if data is None or len(data) > limit:
+        raise Rejected(
+            f"argument 'stdin': more than the limit of {limit} bytes (--max-stdin-bytes); "
+            "send less input, or write it to a file inside the base path and pass its name",
+            argument="stdin",
+        )
+    return data
+
+
+def _for_audit(value: Any) -> Any:
+    """A value the audit line can hold as strict JSON: non-finite numbers as text, long stdin as its size."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {k: _for_audit(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_for_audit(v) for v in value]
+    return value
+
+
+AUDIT_STDIN_CHARS = 256  # stdin is input, not configuration: the audit line keeps its start and its size
+
+
+def _audited_arguments(arguments: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    shown = _for_audit(redact_arguments(arguments, keys))
+    stdin = shown.get("stdin")
+    if isinstance(stdin, str) and len(stdin) > AUDIT_STDIN_CHARS:
+        shown["stdin"] = f"{stdin[:AUDIT_STDIN_CHARS]}[... {len(stdin)} characters]"
+    return dict(shown)
 
 
 def check_arguments(entry: Entry, arguments: Mapping[str, Any]) -> None:
@@ -367,7 +433,7 @@ async def _admitted_call(
         "transport": service.settings.transport,
         "client": client,
         "tool": name,
-        "arguments": redact_arguments(arguments, keys),
+        "arguments": _audited_arguments(arguments, keys),
         "argv": None,
         "outcome": "cancelled",  # unless something below says otherwise
     }
@@ -395,6 +461,10 @@ async def _admitted_call(
             record.update(outcome=e.code, message=e.message, argument=e.argument)
             logger.info("tool {} {}: {}", name, e.code, e.message)
             return failed(e, shell=is_shell)
+        except Exception as e:  # any surprise becomes one answer, never a traceback with values
+            internal = _internal(name, e, arguments, keys)
+            record.update(outcome=internal.code, message=internal.message, argument=None)
+            return failed(internal, shell=is_shell)
         finally:
             service.guards.finish(admission, failed=verdict)
         response = completed(result, programs)
@@ -411,6 +481,22 @@ async def _admitted_call(
     finally:
         record["duration_ms"] = round((trio.current_time() - started) * 1000, 3)
         service.audit.record("call", **record)
+
+
+def _internal(tool: str, error: Exception, arguments: Mapping[str, Any], keys: tuple[str, ...]) -> Internal:
+    """Log an unexpected exception once (type, redacted message, frames without locals) and say so briefly."""
+    secrets = sorted({str(v) for k, v in arguments.items() if is_sensitive(k, keys) and str(v)}, key=len, reverse=True)
+    message = str(error)
+    for secret in secrets:
+        message = message.replace(secret, REDACTED)
+    frames = "".join(traceback.format_tb(error.__traceback__))  # file, line and code only: no locals, no values
+    for secret in secrets:
+        frames = frames.replace(secret, REDACTED)
+    logger.error("tool {}: internal error {}: {}\n{}", tool, type(error).__name__, message, frames.rstrip())
+    return Internal(
+        f"the server failed while handling this call ({type(error).__name__}); nothing more was run. "
+        "The operator's log has the details"
+    )
 
 
 def build_server(service: Service) -> Server[Any]:
