@@ -51,10 +51,10 @@ async def test_a_call_beyond_max_concurrent_is_busy(tmp_path: Path) -> None:
 
 async def test_a_tool_that_keeps_timing_out_opens_its_circuit_and_later_recovers(tmp_path: Path) -> None:
     audit = tmp_path / "audit.jsonl"
-    args = ["--circuit-threshold", "2", "--circuit-timeout", "1", "--audit-log", str(audit)]
+    args = ["--circuit-threshold", "2", "--circuit-timeout", "1", "--cmd-timeout", "0.3", "--audit-log", str(audit)]
     async with connect(*args, "--cmd", 'nap|"sleep {seconds}"', "--cmd", 'echo|"echo ok"') as client:
-        for _ in range(2):
-            timed_out = await client.call_tool("nap", {"seconds": "30", "timeout": 0.2})
+        for _ in range(2):  # timeouts at the operator's limit count
+            timed_out = await client.call_tool("nap", {"seconds": "30"})
             assert (error_of(timed_out) or {}).get("code") == "timeout"
         refused = await client.call_tool("nap", {"seconds": "0"})
         other = await client.call_tool("echo", {})  # other tools are not affected
@@ -70,6 +70,21 @@ async def test_a_tool_that_keeps_timing_out_opens_its_circuit_and_later_recovers
     assert error_of(after) is None
     states = [r["state"] for r in map(json.loads, audit.read_text().splitlines()) if r["event"] == "breaker"]
     assert states == ["open", "half_open", "closed"]
+
+
+async def test_timeouts_the_client_chose_and_output_floods_open_nothing(tmp_path: Path) -> None:
+    args = ["--circuit-threshold", "2", "--max-output-bytes", "1000", "--cmd", 'nap|"sleep {seconds}"',
+            "--cmd", 'flood|"yes"']  # fmt: skip
+    async with connect(*args) as client:
+        for _ in range(4):
+            short = await client.call_tool("nap", {"seconds": "30", "timeout": 0.1})
+            assert (error_of(short) or {}).get("code") == "timeout"
+            flood = await client.call_tool("flood", {})
+            assert (error_of(flood) or {}).get("code") == "output_limit"
+        ok = await client.call_tool("nap", {"seconds": "0"})
+        still = await client.call_tool("flood", {"timeout": 0.1})
+    assert error_of(ok) is None
+    assert (error_of(still) or {}).get("code") in ("output_limit", "timeout")  # not circuit_open
 
 
 async def test_fifty_rejected_calls_in_a_row_open_nothing() -> None:
@@ -179,3 +194,63 @@ async def test_the_audit_log_rotates_by_size(tmp_path: Path, size: str) -> None:
     assert len(files) > 1
     lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert len(lines) == 20
+
+
+def test_the_audit_trail_notices_a_failed_write_once_and_its_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loguru import logger
+
+    from trio_exec import audit as audit_module
+
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{level} {message}")
+    path = tmp_path / "audit.jsonl"
+    trail = audit_module.Audit(str(path), rotate=None)
+    real_write = audit_module.os.write
+    try:
+        assert trail.record("call", n=1)
+
+        room = [8]
+
+        def half_then_full(fd: int, data: Any) -> int:
+            if room[0]:  # 8 bytes fit, then the disk is full
+                n, room[0] = min(room[0], len(data)), 0
+                return real_write(fd, bytes(data[:n]))
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(audit_module.os, "write", half_then_full)
+        assert not trail.record("call", n=2)
+        assert not trail.record("call", n=3)
+        assert not trail.accepting()  # closed: refused, and the probe failed too
+        monkeypatch.setattr(audit_module.os, "write", real_write)
+        assert trail.accepting()  # the probe record got through: available again
+        assert trail.record("call", n=4)
+    finally:
+        logger.remove(sink)
+    errors = [line for line in lines if line.startswith("ERROR")]
+    assert len(errors) == 1
+    assert "No space left on device" in errors[0]
+    assert any("writable again; 3 record(s) were lost" in line for line in lines)
+    written = path.read_text().splitlines()
+    assert len(written[1]) == 8  # the partial write stays alone on its line: every other line is whole JSON
+    records = [json.loads(line) for i, line in enumerate(written) if i != 1]
+    assert [r.get("n") for r in records if r.get("event") == "call"] == [1, 4]
+    assert [r["lost"] for r in records if r["event"] == "audit_restored"] == [3]
+
+
+def test_an_open_audit_trail_accepts_calls_while_it_cannot_write(tmp_path: Path) -> None:
+    from trio_exec.audit import Audit
+
+    trail = Audit("/dev/full", rotate=None, fail="open")
+    assert not trail.record("call")
+    assert trail.accepting()
+    assert Audit(None, rotate=None).record("call")
+
+
+def test_an_audit_file_that_cannot_be_opened_is_an_outage_from_the_start(tmp_path: Path) -> None:
+    from trio_exec.audit import Audit
+
+    trail = Audit(str(tmp_path / "missing-dir" / "audit.jsonl"), rotate=None)
+    assert not trail.available
+    assert not trail.accepting()

@@ -259,7 +259,7 @@ def _load(*argv: str, env: dict[str, str] | None = None) -> cli.Loaded:
 
 
 def test_max_stdin_bytes_has_a_flag_an_environment_variable_and_a_default() -> None:
-    assert _load().settings.max_stdin_bytes == 8 * 1024 * 1024
+    assert _load().settings.max_stdin_bytes == 16 * 1024 * 1024
     assert _load("--max-stdin-bytes", "1M").settings.max_stdin_bytes == 1024 * 1024
     assert _load(env={"MCP_EXEC_MAX_STDIN_BYTES": "4096"}).settings.max_stdin_bytes == 4096
     assert "--max-stdin-bytes <bytes>" in cli.usage()

@@ -15,13 +15,14 @@ import trio
 from loguru import logger
 from mcp.server.lowlevel.server import Server
 
-from trio_exec import __version__
+from trio_exec import __version__, runner
 from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import Settings
 from trio_exec.sandbox import Sandbox
 from trio_exec.server import Service, build_server
 from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template
+from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import serve_stdio
 
 
@@ -32,18 +33,31 @@ async def _watch_signals(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """First SIGINT/SIGTERM: stop (gracefully on network transports); a second one: stop now."""
+    """First SIGINT/SIGTERM: stop (network transports: after the grace), answering every call; a second: now."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         async for signum in signals:
             name = signal.Signals(signum).name
-            if graceful and not stopping.is_set():
-                logger.info("received {}: no new connections; running calls may finish", name)
+            if not stopping.is_set():
+                if graceful:
+                    logger.info("received {}: no new connections; running calls may finish", name)
+                else:
+                    logger.info("received {}: stopping running commands, answering their calls", name)
                 stopping.set()
                 continue
             logger.info("received {}, shutting down", name)
             app_scope.cancel()
             return
+
+
+async def _stop_stdio(service: Service, replies: Replies, stopping: trio.Event, app_scope: trio.CancelScope) -> None:
+    """stdio has no grace: stop the commands now, let each call answer ``cancelled``, then end."""
+    await stopping.wait()
+    service.guards.shutdown()
+    with trio.move_on_after(runner.KILL_GRACE_S + FLUSH_S):
+        await service.guards.wait_idle()
+        await replies.all_answered()
+    app_scope.cancel()
 
 
 async def serve(service: Service, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -70,7 +84,11 @@ async def _transport(
     """Run the configured transport; when it ends, the whole app ends (running calls are cancelled)."""
     s = service.settings
     if s.transport == "stdio":
-        await serve_stdio(server, task_status=task_status)
+        replies = Replies()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_stdio, service, replies, stopping, app_scope)
+            await serve_stdio(server, replies, task_status=task_status)
+            nursery.cancel_scope.cancel()
         logger.info("stdin closed, shutting down")
     elif s.transport == "streamable-http":
         from trio_exec.transports.http import serve_http  # the HTTP stack is imported only when used
@@ -106,12 +124,12 @@ def run(
     """Configure logging and serve; returns the process exit code."""
     secrets = [settings.auth_token] if settings.auth_token else []
     setup_logging(settings.log_level, settings.log_format, secrets)
-    audit = Audit(settings.audit_log, settings.audit_rotate, secrets)
+    audit = Audit(settings.audit_log, settings.audit_rotate, secrets, fail=settings.audit_fail)
     s = settings
     logger.info(
         "trio-exec {} starting: transport={} tools={} base_path={} path_validation={} blacklist={} "
         "allow_dangerous={} timeout={}s/max {}s output_cap={}B rate={}/s burst={} max_concurrent={} "
-        "circuit={}x/{}s limits={} audit={} sandbox={}",
+        "circuit={}x/{}s limits={} audit={} (fail {}) sandbox={}",
         __version__,
         s.transport,
         ",".join(t.name for t in templates),
@@ -129,6 +147,7 @@ def run(
         s.circuit_timeout_s,
         "on" if s.limits.any() else "off",
         s.audit_log or "off",
+        s.audit_fail,
         box.report.layer,
     )
     for w in warnings:

@@ -2,8 +2,8 @@
 
 - ``setup_logging``: the operator log on stderr, text or JSON (loguru's own serialisation);
   the MCP SDK's stdlib logging is routed into it.
-- ``Audit``: one flat JSON object per line per call and per security event, written through a
-  loguru sink (file with size-based rotation, or ``-`` for stderr).
+- ``Audit``: one flat JSON object per line per call and per security event, written straight to
+  the file (size-based rotation) or to stderr (``-``); a failing write is noticed (``--audit-fail``).
 - Invariants: values of sensitive arguments (``--sensitive-keys``, substring, case-insensitive)
   become ``[REDACTED]`` in arguments and argv; known secrets (the auth token) are replaced in
   every log line and audit record before anything is written.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 REDACTED = "[REDACTED]"
 _LEVELS = {"trace": "TRACE", "debug": "DEBUG", "info": "INFO", "warn": "WARNING", "error": "ERROR"}
-_AUDIT_KEY = "audit_line"
 
 
 class _ToLoguru(logging.Handler):
@@ -54,17 +54,15 @@ def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = ()) ->
     """Send every log line to stderr at ``level``; ``secrets`` never appear in any line."""
     logger.remove()
     logger.configure(patcher=_scrubber([s for s in secrets if s]))
-    not_audit = lambda r: _AUDIT_KEY not in r["extra"]  # noqa: E731 - a one-line filter
     # No locals in tracebacks, ever: loguru's diagnose mode prints every frame's variables (argument values,
     # secrets among them), and backtrace adds the frames above the catch point.
     if fmt == "json":
-        logger.add(sys.stderr, level=_LEVELS[level], serialize=True, filter=not_audit, diagnose=False, backtrace=False)
+        logger.add(sys.stderr, level=_LEVELS[level], serialize=True, diagnose=False, backtrace=False)
     else:
         logger.add(
             sys.stderr,
             level=_LEVELS[level],
             format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} {message}",
-            filter=not_audit,
             diagnose=False,
             backtrace=False,
         )
@@ -90,24 +88,37 @@ def redact_argv(argv: Sequence[str], arguments: Mapping[str, Any], sensitive_key
 
 
 class Audit:
-    """The audit trail; a no-op when no ``--audit-log`` is configured."""
+    """The audit trail; a no-op when no ``--audit-log`` is configured.
 
-    def __init__(self, path: str | None, rotate: int | None, secrets: Iterable[str] = ()) -> None:
+    Records are written straight to the file (one ``write`` per line, no buffer that could hold lost
+    records back), so a write that fails is seen at once. While the file cannot be written the trail
+    is *unavailable*: one log line says so (not one per record), and with ``--audit-fail closed``
+    ``accepting`` is False, so no call runs unaudited; each later call (and each ``/health``) tries
+    again by writing an ``audit_restored`` record, which also ends the outage when it succeeds.
+    """
+
+    def __init__(self, path: str | None, rotate: int | None, secrets: Iterable[str] = (), fail: str = "closed") -> None:
         self.enabled = path is not None
+        self.path = path
+        self.fail_closed = fail == "closed"
+        self.available = True
+        self.lost = 0  # records lost in the current outage
+        self._rotate = rotate
         self._secrets = [s for s in secrets if s]
-        if path is None:
-            return
-        only_audit = lambda r: _AUDIT_KEY in r["extra"]  # noqa: E731 - a one-line filter
-        fmt = "{extra[audit_line]}"
-        if path == "-":
-            logger.add(sys.stderr, format=fmt, filter=only_audit, level=0, colorize=False)
-        else:
-            logger.add(path, format=fmt, filter=only_audit, level=0, colorize=False, rotation=rotate, encoding="utf-8")
+        self._fd: int | None = None
+        self._size = 0
+        self._broken_line = False  # a write stopped half-way: the next record starts on a new line
+        if path is not None and path != "-":
+            try:  # a file that cannot even be opened is an outage from the start
+                self._open(path)
+            except OSError as e:
+                self._lost(e)
+                self.lost = 0
 
-    def record(self, event: str, **fields: Any) -> None:
-        """Write one record: ``event`` (``call``, ``auth_failure``, ``breaker``) plus ``fields``."""
+    def record(self, event: str, **fields: Any) -> bool:
+        """Write one record: ``event`` (``call``, ``auth_failure``, ``breaker``) plus ``fields``; False if lost."""
         if not self.enabled:
-            return
+            return True
         line = json.dumps(
             {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields},
             ensure_ascii=False,
@@ -115,4 +126,67 @@ class Audit:
         )
         for secret in self._secrets:
             line = line.replace(secret, REDACTED)
-        logger.bind(**{_AUDIT_KEY: line}).info("audit")
+        try:
+            self._write((line + "\n").encode("utf-8", errors="replace"))
+        except OSError as e:
+            self._lost(e)
+            return False
+        if not self.available:
+            self.available = True
+            logger.warning("audit log {} is writable again; {} record(s) were lost meanwhile", self.path, self.lost)
+            self.lost = 0
+        return True
+
+    def accepting(self) -> bool:
+        """May a call run? False only with ``--audit-fail closed`` while the trail is unavailable (retried here)."""
+        if self.available or not self.fail_closed:
+            return True
+        return self.record("audit_restored", lost=self.lost)
+
+    def _lost(self, error: OSError) -> None:
+        self.lost += 1
+        if not self.available:
+            return
+        self.available = False
+        then = (
+            "new calls are refused until it is writable again (--audit-fail closed)"
+            if self.fail_closed
+            else "calls go on WITHOUT an audit trail (--audit-fail open)"
+        )
+        logger.error("audit log {} cannot be written ({}): {}", self.path, error.strerror or error, then)
+
+    def _write(self, data: bytes) -> None:
+        if self.path == "-":
+            sys.stderr.flush()  # after any log line already queued there
+            fd = 2
+        elif self._fd is None:
+            fd = self._open(self.path or "")
+        elif self._rotate and self._size and self._size + len(data) > self._rotate:
+            fd = self._rotate_file(self._fd, self.path or "")
+        else:
+            fd = self._fd
+        if self._broken_line:
+            data = b"\n" + data
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(fd, view)
+                self._size += n
+                view = view[n:]
+        except OSError:
+            self._broken_line = self._broken_line or len(view) < len(data)
+            raise
+        self._broken_line = False
+
+    def _open(self, path: str) -> int:
+        fd = self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        self._size = os.fstat(fd).st_size
+        return fd
+
+    def _rotate_file(self, fd: int, path: str) -> int:
+        """Move the full file aside with a date suffix (``audit.2026-11-21_20-56-03_791000.jsonl``)."""
+        os.close(fd)
+        self._fd = None
+        stem, ext = os.path.splitext(path)
+        os.rename(path, f"{stem}.{datetime.now().strftime('%Y-%m-%d_%H-%M-%S_%f')}{ext}")
+        return self._open(path)

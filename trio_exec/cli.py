@@ -27,7 +27,7 @@ from trio_exec.errors import ConfigError
 from trio_exec.shell import NAME as SHELL_NAME
 from trio_exec.shell import ShellTool
 from trio_exec.templates import Context, Template, compile_tool, describe, input_schema, parse_specs
-from trio_exec.validation import PathPolicy, is_sensitive
+from trio_exec.validation import PathPolicy
 
 DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credential")
 LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
@@ -236,8 +236,8 @@ OPTIONS: tuple[Opt, ...] = (
         "Largest 'stdin' argument of one call (UTF-8 bytes), e.g. 8M; larger calls are rejected.",
         convert=_size,
         metavar="<bytes>",
-        default=8 * 1024 * 1024,
-        shown_default="8M",
+        default=16 * 1024 * 1024,
+        shown_default="16M",
     ),
     Opt(
         "--env-allow",
@@ -384,6 +384,15 @@ OPTIONS: tuple[Opt, ...] = (
         "Rotate the audit file when it reaches this size, e.g. 10M (rotated files get a date suffix).",
         convert=_size,
         metavar="<bytes>",
+    ),
+    Opt(
+        "--audit-fail",
+        "audit_fail",
+        "MCP_EXEC_AUDIT_FAIL",
+        "When the audit log cannot be written: closed (refuse calls, /health 503) or open (run unaudited).",
+        convert=_choice(("closed", "open")),
+        metavar="<mode>",
+        default="closed",
     ),
     Opt(
         "--dry-run",
@@ -912,14 +921,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if loaded.settings.dry_run:
         print(dry_run_report(loaded, templates, shell, box))
         return 0
-    s = loaded.settings
     # Not even a command of our own user (an unsandboxed one, or anything else it runs) may read our
     # memory through /proc/<pid>/mem, nor our fds or environment: the kernel refuses a non-dumpable process.
     procfs.set_dumpable(False)
     if box.mode is sandbox.Mode.LANDLOCK:  # no PID namespace: find what a call leaves behind as our orphans
         procfs.set_subreaper()
-    # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank the secrets there.
-    procfs.scrub_environment(lambda name: name == "MCP_EXEC_AUTH_TOKEN" or is_sensitive(name, s.sensitive_keys))
+    # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank every value there
+    # but a few that are no secret and that C code may still read (SECURITY.md lists them).
+    procfs.scrub_environment(lambda name: not procfs.kept_in_environ(name))
     procfs.scrub_arguments(["--auth-token"])
     from trio_exec import app  # the MCP SDK is slow to import: only when serving
 

@@ -90,7 +90,7 @@ class Settings:
     cmd_timeout_s: float = 30.0
     max_timeout_s: float = 300.0
     max_output_bytes: int = 1024 * 1024
-    max_stdin_bytes: int = 8 * 1024 * 1024  # UTF-8 bytes of one call's 'stdin' argument
+    max_stdin_bytes: int = 16 * 1024 * 1024  # UTF-8 bytes of one call's 'stdin' argument (= the output cap)
     env_allow: tuple[str, ...] = ()
     passthrough_env: Mapping[str, str] = attrs.field(factory=dict, repr=False)
     search_path: str = "/usr/local/bin:/usr/bin:/bin"
@@ -100,6 +100,7 @@ class Settings:
     log_format: str = "text"
     audit_log: str | None = None
     audit_rotate: int | None = None  # bytes
+    audit_fail: str = "closed"  # closed: no call runs while the audit log cannot be written; open: calls go on
     dry_run: bool = False
     transport: str = "stdio"
     bind: str = "127.0.0.1:3344"

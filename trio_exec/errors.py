@@ -84,7 +84,7 @@ class RateLimited(ToolError):
 
 
 class Internal(ToolError):
-    """Something failed inside the server itself (a bug or an OS surprise); logged once, without values."""
+    """Something failed inside the server (a bug, an OS surprise, the audit trail unavailable); no argument values."""
 
     code = "internal"
 
@@ -93,3 +93,9 @@ class CircuitOpen(ToolError):
     """This tool's circuit breaker is open; ``retry_after_s`` says when a probe is allowed."""
 
     code = "circuit_open"
+
+
+class Cancelled(ToolError):
+    """The server shut down before the command ended (a client's own cancellation gets no reply)."""
+
+    code = "cancelled"

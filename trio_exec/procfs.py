@@ -2,16 +2,31 @@
 
 Those files show the argument and environment blocks the process started with, whatever
 ``os.environ`` or ``sys.argv`` say later; any process of the same user (every command the
-server runs) can read them. After startup the server overwrites the *values* of secret
-environment variables and of secret command-line options in place, as ``setproctitle``
-rewrites the argument block. Names stay, so ``ps`` and ``/proc`` still show which options
-were set. Linux only; elsewhere (or if ``/proc`` is unreadable) this does nothing.
+server runs) can read them. After startup the server overwrites, in place (as
+``setproctitle`` rewrites the argument block), the *value* of every environment variable but
+those of ``KEPT_ENV`` (settings were read into ``Settings`` by then; any other variable may be a
+secret whatever its name) and the values of secret command-line options. Names stay, so ``ps``
+and ``/proc`` still show which variables and options were set; each blanked value becomes ``*``
+characters of the same length. Linux only; elsewhere (or if ``/proc`` is unreadable) this does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Iterable
+
+# Values that stay in /proc/<pid>/environ: no secrets, and libc or OpenSSL may read them after startup
+# (time zone and locale for log times, library and certificate paths). Plus every LC_* variable.
+KEPT_ENV = frozenset(
+    {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "USER", "LOGNAME", "PWD", "SHELL",
+     "LD_LIBRARY_PATH", "OPENSSL_CONF", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+)  # fmt: skip
+
+
+def kept_in_environ(name: str) -> bool:
+    """Whether the value of ``name`` stays readable in ``/proc/<server pid>/environ``."""
+    return name in KEPT_ENV or name.startswith("LC_")
+
 
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36

@@ -29,7 +29,7 @@ from trio_exec import __version__, runner
 from trio_exec.admission import Guards
 from trio_exec.audit import REDACTED, Audit, redact_arguments, redact_argv
 from trio_exec.config import ANNOTATION_KEYS, Settings
-from trio_exec.errors import Internal, InvalidParams, OutputLimit, Rejected, TimedOut, ToolError
+from trio_exec.errors import Cancelled, Internal, InvalidParams, OutputLimit, Rejected, SpawnFailed, TimedOut, ToolError
 from trio_exec.guards import State
 from trio_exec.sandbox import Box, Sandbox
 from trio_exec.shell import NAME as SHELL_NAME
@@ -153,9 +153,9 @@ class Service:
             )
             entries[SHELL_NAME] = Entry(template=None, tool=tool, validator=jsonschema.Draft202012Validator(schema))
 
-        def breaker_changed(tool: str, state: State) -> None:
-            logger.warning("circuit of tool {} is now {}", tool, state.value)
-            audit.record("breaker", tool=tool, state=state.value)
+        def breaker_changed(tool: str, client: str, state: State) -> None:
+            logger.warning("circuit of tool {} for client {} is now {}", tool, client, state.value)
+            audit.record("breaker", tool=tool, client=client, state=state.value)
 
         guards = Guards(
             tools=entries,
@@ -175,6 +175,11 @@ class Service:
             shell=shell,
             sandbox=sandbox,
         )
+
+    def operator_timeout_s(self, entry: Entry) -> float:
+        """The timeout the operator set for this tool (per tool, else ``--cmd-timeout``; never above the cap)."""
+        t = entry.template
+        return min((t and t.spec.timeout_s) or self.settings.cmd_timeout_s, self.settings.max_timeout_s)
 
     def plan(self, entry: Entry, arguments: Mapping[str, Any]) -> tuple[runner.ExecPlan, list[str] | None]:
         """Validate a call and make its plan (and, for ``shell_execute``, its stages' programs).
@@ -416,9 +421,16 @@ def client_key(ctx: ServerRequestContext[Any]) -> str:
     return CLIENT.get()
 
 
-def _failed_execution(result: runner.RunResult) -> bool:
-    """What counts for the circuit breaker: the command did not run to completion by itself."""
-    return result.timed_out or result.output_limited or result.signal is not None
+def _failed_execution(result: runner.RunResult, timeout_chosen: bool) -> bool:
+    """What counts for the circuit breaker: only failures the client did not choose (DESIGN §6).
+
+    A timeout counts when it was the operator's limit (not a shorter one the client asked for); a
+    death by a signal counts unless we sent it (timeout, output cap). Output floods never count:
+    the client chose the command and its arguments, and the cap already stopped it.
+    """
+    if result.timed_out:
+        return not timeout_chosen
+    return result.signal is not None and not result.output_limited
 
 
 async def _admitted_call(
@@ -440,6 +452,11 @@ async def _admitted_call(
     started = trio.current_time()
     try:
         try:
+            if not service.audit.accepting():
+                raise Internal(
+                    "the audit log cannot be written and this server runs no call unaudited (--audit-fail closed); "
+                    "the operator must make it writable again; retry later"
+                )
             admission = service.guards.admit(name, client)
         except ToolError as e:
             record.update(outcome=e.code, message=e.message)
@@ -454,10 +471,13 @@ async def _admitted_call(
                 else [redact_argv(argv, arguments, keys) for argv in stages]
             )
             token = (ctx.meta or {}).get("progress_token")
-            result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
-            verdict = _failed_execution(result)
+            with admission.scope:  # cancelled by Guards.shutdown: the call still answers
+                result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
+            if admission.scope.cancelled_caught:
+                raise Cancelled("server shutting down: the command was stopped before it ended; retry later")
+            verdict = _failed_execution(result, plan.timeout_s < service.operator_timeout_s(entry))
         except ToolError as e:
-            verdict = None if isinstance(e, Rejected) else True
+            verdict = True if isinstance(e, SpawnFailed) else None  # rejections, refusals: the client's doing
             record.update(outcome=e.code, message=e.message, argument=e.argument)
             logger.info("tool {} {}: {}", name, e.code, e.message)
             return failed(e, shell=is_shell)

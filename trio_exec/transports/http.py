@@ -31,7 +31,9 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from trio_exec import __version__
 from trio_exec.config import Settings
+from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
+from trio_exec.transports.replies import FLUSH_S
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -115,9 +117,10 @@ class Front:
             scope = {**scope, "path": path[len(self.root_path) :] or "/", "root_path": ""}
             path = scope["path"]
         if path == "/health" and scope["method"] in ("GET", "HEAD"):
-            status = "draining" if self.draining else "ok"
+            audited = self.service.audit.accepting()  # retries a broken audit log (--audit-fail closed)
+            status = "draining" if self.draining else "ok" if audited else "audit_unavailable"
             body = {"status": status, "version": __version__, "tools": len(self.service.entries)}
-            await _respond(send, 503 if self.draining else 200, body)
+            await _respond(send, 200 if status == "ok" else 503, body)
             return
         peer = "ip:" + (scope.get("client") or ("unknown", 0))[0]
         key = peer
@@ -236,6 +239,9 @@ async def serve_http(
             await service.guards.wait_idle()
         if grace.cancelled_caught:
             logger.warning("calls still running after {}s of grace: cancelling them", service.settings.shutdown_grace_s)
+            service.guards.shutdown()  # their calls answer ``cancelled``; hypercorn's own grace writes the answers
+            with trio.move_on_after(KILL_GRACE_S + FLUSH_S):
+                await service.guards.wait_idle()
         stop_hypercorn.set()
 
     async with trio.open_nursery() as nursery:

@@ -22,6 +22,8 @@ import trio
 from mcp.server.lowlevel.server import Server
 from mcp.shared.message import SessionMessage
 
+from trio_exec.transports.replies import Replies
+
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message; a larger one is refused, never buffered
 _CHUNK = 64 * 1024
 
@@ -80,8 +82,14 @@ def _claim_wire() -> Iterator[tuple[int, int]]:
         os.close(saved_out)
 
 
-async def serve_stdio(server: Server[Any], *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve one client on stdin/stdout until stdin reaches EOF (or we are cancelled)."""
+async def serve_stdio(
+    server: Server[Any], replies: Replies | None = None, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve one client on stdin/stdout until stdin reaches EOF (or we are cancelled).
+
+    ``replies`` learns each request read and each answer written (for a shutdown that answers them all).
+    """
+    replies = replies or Replies()
     incoming_tx, incoming_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     outgoing_tx, outgoing_rx = anyio.create_memory_object_stream[SessionMessage](0)
 
@@ -95,6 +103,7 @@ async def serve_stdio(server: Server[Any], *, task_status: trio.TaskStatus[str] 
                 except Exception as exc:  # the SDK answers a parse error to the client
                     await incoming_tx.send(exc)
                     continue
+                replies.read(message)
                 await incoming_tx.send(SessionMessage(message))
 
     async def pump_out(tx: trio.abc.SendStream) -> None:
@@ -106,6 +115,7 @@ async def serve_stdio(server: Server[Any], *, task_status: trio.TaskStatus[str] 
                 else:  # large: two writes rather than one more copy
                     await tx.send_all(data)
                     await tx.send_all(b"\n")
+                replies.written(message.message)
 
     with _claim_wire() as (wire_in, wire_out):
         async with (

@@ -3,8 +3,9 @@
 The handshake gets the same checks as HTTP: path, Host and Origin allowlists (DNS rebinding),
 Bearer auth in the ``Authorization`` header (401 with ``WWW-Authenticate``; failures are audit
 events and spend the client's rate limit). Messages larger than ``--max-request-bytes`` close
-the connection (1009). On shutdown the listener stops, running calls get ``--shutdown-grace``
-seconds, then every connection is closed with 1001 (going away).
+the connection (1009). On shutdown the listener stops, new calls are refused with ``busy``, running
+calls get ``--shutdown-grace`` seconds; then what still runs is stopped and answered ``cancelled``,
+and every connection is closed with 1001 (going away) once its answers are written.
 
 trio-websocket speaks only the WebSocket handshake, so ``/health`` is not served on this
 port: check the TCP port, or run the streamable-http transport where HTTP health matters.
@@ -26,8 +27,10 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.message import SessionMessage
 
+from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports.http import default_allowed, fingerprint, split_bind, token_matches
+from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import encode
 
 SUBPROTOCOL = "mcp"
@@ -92,8 +95,8 @@ class _Handshake:
         return key
 
 
-async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection) -> None:
-    """Bridge one WebSocket connection to one MCP server session."""
+async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, replies: Replies) -> None:
+    """Bridge one WebSocket connection to one MCP server session (``replies`` sees what it reads and answers)."""
     in_tx, in_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     out_tx, out_rx = anyio.create_memory_object_stream[SessionMessage](0)
 
@@ -109,6 +112,7 @@ async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection) 
                 except Exception as exc:  # the SDK answers a parse error to the client
                     await in_tx.send(exc)
                     continue
+                replies.read(message, ws)
                 await in_tx.send(SessionMessage(message))
 
     async def pump_out() -> None:
@@ -118,12 +122,16 @@ async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection) 
                     await ws.send_message(encode(message).decode("utf-8"))
                 except trio_websocket.ConnectionClosed:
                     return
+                replies.written(message.message, ws)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump_in)
-        nursery.start_soon(pump_out)
-        await server.run(in_rx, out_tx, server.create_initialization_options())
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump_in)
+            nursery.start_soon(pump_out)
+            await server.run(in_rx, out_tx, server.create_initialization_options())
+            nursery.cancel_scope.cancel()
+    finally:
+        replies.forget(ws)
 
 
 async def serve_websocket(
@@ -142,6 +150,7 @@ async def serve_websocket(
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(s.certfile, s.keyfile)
     handshake = _Handshake(service, tokens)
+    replies = Replies()
 
     async def handle(request: trio_websocket.WebSocketRequest) -> None:
         key = await handshake.check(request)
@@ -150,7 +159,7 @@ async def serve_websocket(
         ws = await request.accept(subprotocol=SUBPROTOCOL)
         CLIENT.set(key)
         try:
-            await _session(server, ws)
+            await _session(server, ws, replies)
         finally:
             # Shielded so the peer hears "going away", bounded so a half-closed peer cannot hold us.
             with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -167,8 +176,14 @@ async def serve_websocket(
             shown = f"[{host}]" if ":" in host else host
             task_status.started(f"{scheme}://{shown}:{ws_server.port}{handshake.path}")
             await stopping.wait()
+            service.guards.draining = True  # open connections get ``busy`` for new calls
             listening.cancel_scope.cancel()  # no new connections
-        with trio.move_on_after(s.shutdown_grace_s):
-            while service.guards.limiter.borrowed_tokens:  # noqa: ASYNC110 - running calls hold tokens
-                await trio.sleep(0.05)
+        with trio.move_on_after(s.shutdown_grace_s) as grace:
+            await service.guards.wait_idle()
+        if grace.cancelled_caught:
+            logger.warning("calls still running after {}s of grace: cancelling them", s.shutdown_grace_s)
+        service.guards.shutdown()  # what still runs is stopped; its call answers ``cancelled``
+        with trio.move_on_after(KILL_GRACE_S + FLUSH_S):
+            await service.guards.wait_idle()
+            await replies.all_answered()
         connections.cancel_scope.cancel()
