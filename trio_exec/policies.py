@@ -319,19 +319,43 @@ def _delimited_end(text: str, pos: int, delimiter: str, *, brackets: bool) -> in
     return min(pos, len(text))
 
 
+# '(' right after these opens a statement's condition; after its ')' a statement starts, where '/' is a regex.
+_AWK_HEADERS = frozenset({"if", "while", "for", "switch"})
+# After these, awks disagree on '/': gawk divides (``x++ /2/ 1`` is 2.5), mawk starts a regex (``511``).
+_AWK_AMBIGUOUS_NAMES = frozenset({"length", "getline"})
+
+
 def _awk_tokens(text: str) -> Iterator[tuple[str, str]]:
-    """(kind, text) tokens of an awk program: name, number, string, regex, newline, op.
+    """(kind, text) tokens of an awk program: name, number, string, regex, ambiguous, newline, op.
 
     Strings and regular expressions are skipped as data. Whether '/' starts a regex or divides follows
-    the previous token; where awk could read either, it is taken as division, so more text is checked as
-    code (a regex that an awk ends differently inside brackets fails to compile, so nothing runs).
+    POSIX and gawk: a regex may start where an operand may (after an operator, '(', ',', ';', a brace,
+    a newline, ``print``, ...), and after the ')' that closes an ``if``/``while``/``for``/``switch``
+    condition, where a statement starts; after an operand it divides. After any other ')', after
+    ``++``/``--`` and after ``length``/``getline`` awks disagree (gawk divides where mawk reads a regex),
+    so a '/' there is read both ways: the text up to the next '/' on the line comes back as one
+    ``ambiguous`` token, which the caller refuses if either reading could hide code.
     """
     pos, operand = 0, False  # operand: the previous token ends an operand, so '/' divides
+    parens: list[bool] = []  # for each open '(': does it open a statement's condition?
+    ambiguous, name = False, ""  # ambiguous: awks read a '/' here differently; name: the previous name token
     while pos < len(text):
         char = text[pos]
         if char in " \t\r" or (char == "\\" and text.startswith("\n", pos + 1)):  # blanks, line continuations
             pos += 2 if char == "\\" else 1
-        elif char == "#":
+            continue
+        if char == "/" and ambiguous:
+            end = _delimited_end(text, pos + 1, "/", brackets=True)
+            if end < len(text) and text[end] == "/":  # both readings meet again after the closing '/'
+                split = _delimited_end(text, pos + 1, "/", brackets=False) != end
+                yield ("ambiguous-split" if split else "ambiguous"), text[pos + 1 : end]
+                pos, name = end + 1, ""
+                continue  # still ambiguous: right after it, one reading has an operand, the other not
+            # No closing '/': a regex reading fails to compile (nothing runs), so read it as division.
+            operand = True
+        ambiguous, was = False, name
+        name = ""
+        if char == "#":
             while pos < len(text) and text[pos] != "\n":
                 pos += 1
         elif char == "\n":
@@ -343,9 +367,10 @@ def _awk_tokens(text: str) -> Iterator[tuple[str, str]]:
             pos, operand = end + 1 if end < len(text) and text[end] == char else end, True
         elif char.isalpha() or char == "_":
             match = _WORD.match(text, pos)
-            word = match.group() if match else char
-            yield "name", word
-            pos, operand = pos + len(word), word not in _AWK_REGEX_AFTER
+            name = match.group() if match else char
+            yield "name", name
+            pos, operand = pos + len(name), name not in _AWK_REGEX_AFTER
+            ambiguous = name in _AWK_AMBIGUOUS_NAMES
         elif char.isdigit() or char == ".":
             match = _NUMBER.match(text, pos)
             number = match.group() if match else char
@@ -354,7 +379,11 @@ def _awk_tokens(text: str) -> Iterator[tuple[str, str]]:
         else:
             op = next((op for op in _AWK_OPS if text.startswith(op, pos)), char)
             yield "op", op
-            pos, operand = pos + len(op), op in (")", "]", "++", "--")
+            if op == "(":
+                parens.append(was in _AWK_HEADERS)
+            header = op == ")" and bool(parens) and parens.pop()
+            pos, operand = pos + len(op), op in (")", "]", "++", "--") and not header
+            ambiguous = op in (")", "++", "--")
 
 
 def awk_program_problem(text: str, ctx: Context) -> str | None:
@@ -368,6 +397,10 @@ def awk_program_problem(text: str, ctx: Context) -> str | None:
         return "calls system(), which runs a shell command"
     tokens = list(_awk_tokens(text))
     for number, (kind, value) in enumerate(tokens):
+        if kind.startswith("ambiguous"):
+            problem = _awk_ambiguous(value, ctx, split=kind == "ambiguous-split")
+            if problem is not None:
+                return problem
         if (kind, value) == ("name", "system"):
             return "uses system, which runs a shell command"
         if kind == "op" and value in ("|", "|&"):
@@ -380,6 +413,20 @@ def awk_program_problem(text: str, ctx: Context) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+def _awk_ambiguous(text: str, ctx: Context, *, split: bool) -> str | None:
+    """A '/' that one awk reads as a regex and another as division: refused if the readings can differ.
+
+    Read as division, the text up to the next '/' is code: it must pass on its own. Read as a regex,
+    it is data: a '#', '"' or '\\' in it, or a '/' inside brackets (``split``), would make the division
+    reading skip or join text that the regex reading runs.
+    """
+    hint = "write the regex as $0 ~ /re/, or put the divisor in parentheses: x / (y)"
+    if split or any(char in text for char in '#"\\'):
+        return f"has a '/' that awks read differently (regex or division) before a '#', '\"', '\\' or '[/]'; {hint}"
+    problem = awk_program_problem(text, ctx)
+    return None if problem is None else f"{problem} (in text after a '/' that some awks read as division; {hint})"
 
 
 def _print_redirections(tokens: list[tuple[str, str]]) -> Iterator[int]:
