@@ -737,6 +737,26 @@ _RG = Policy(
 _MAKE_CONTROL_VARIABLES = frozenset(
     {"SHELL", ".SHELLFLAGS", "MAKESHELL", "MAKEFLAGS", "MFLAGS", "GNUMAKEFLAGS", "MAKEFILES", "MAKE", "MAKE_COMMAND"}
 )
+# Every variable that GNU make's built-in database defines or that its built-in rules reference
+# (``make -p -f /dev/null``, GNU make 4.3): with no Makefile rule of its own, ``make x`` with an ``x.c``
+# present runs ``$(CC) $(CFLAGS) $(CPPFLAGS) $(LDFLAGS) $(TARGET_ARCH) x.c $(LOADLIBES) $(LDLIBS) -o x``
+# in /bin/sh, so a plain word is enough (``CC=python3`` runs x.c as Python). -r/-R do not make these
+# safe: a Makefile's own recipes use $(CC) and $(CFLAGS) too, and -R only drops make's defaults.
+_MAKE_BUILTINS = (
+    "AR ARFLAGS AS ASFLAGS CC CFLAGS CO COFLAGS CPP CPPFLAGS CTANGLE CWEAVE CXX CXXFLAGS DEFFLAGS F77 F77FLAGS FC "
+    "FFLAGS GET GFLAGS LD LDFLAGS LDLIBS LEX LFLAGS LINT LINTFLAGS LOADLIBES M2C M2FLAGS MAKEINFO MAKEINFO_FLAGS "
+    "MODFLAGS OBJC OBJCFLAGS OUTPUT_OPTION PC PFLAGS RFLAGS RM SCCS_OUTPUT_OPTION SUFFIXES TANGLE TARGET_ARCH "
+    "TARGET_MACH TEX TEXI2DVI TEXI2DVI_FLAGS WEAVE YACC YFLAGS CURDIR VPATH GPATH"
+)
+_MAKE_BUILTIN_VARIABLES = frozenset(_MAKE_BUILTINS.split())
+# Other names refused by shape, so that a make with more built-ins (or another version) is covered too:
+# any *FLAGS/*LIBS/*LIBES/*_OPTION, MAKE* (dotted names like LINK.c are not plain names at all), and the
+# variables that make exports to recipes because they came from the environment (PATH, HOME, LANG,
+# LC_*) or that change how any program runs (LD_*, IFS, ENV, BASH_ENV, TMPDIR).
+_MAKE_REFUSED_SHAPE = re.compile(
+    r".*(?:FLAGS|LIBS|LIBES|_OPTION)|MAKE.*|PATH|HOME|LANG|LANGUAGE|LC_\w*|LD_\w*|IFS|ENV|BASH_ENV|TMPDIR|TZ"
+)
+_MAKE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAKE_SHELL_SYNTAX = re.compile(r"[$`;|&<>()\\\n]")
 
 
@@ -754,8 +774,19 @@ def _make_finish(scan: Scan, _ctx: Context) -> None:
             continue
         if name.endswith("!"):
             raise Refusal(index, "a '!=' assignment runs a shell command")
-        if name.rstrip(":+? \t") in _MAKE_CONTROL_VARIABLES:
-            raise Refusal(index, f"assigning {name.rstrip(':+? ')} changes how make runs commands")
+        bare = name.rstrip(":+? \t").strip()
+        if bare in _MAKE_CONTROL_VARIABLES:
+            raise Refusal(index, f"assigning {bare} changes how make runs commands")
+        if not _MAKE_NAME.fullmatch(bare):
+            raise Refusal(
+                index, f"{bare!r} is not a plain variable name (letters, digits, '_'); pass the value another way"
+            )
+        if bare in _MAKE_BUILTIN_VARIABLES or _MAKE_REFUSED_SHAPE.fullmatch(bare):
+            raise Refusal(
+                index,
+                f"{bare} is one of make's built-in or environment variables, which its built-in rules and recipes "
+                "run as commands or flags (CC=python3 runs x.c); set it in the Makefile instead",
+            )
         if _MAKE_SHELL_SYNTAX.search(operand):
             raise Refusal(
                 index,
