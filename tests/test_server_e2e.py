@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -196,6 +197,7 @@ async def test_sigterm_on_websocket_refuses_new_calls_and_answers_the_running_on
     assert "server shutting down" in running["structuredContent"]["error"]["message"]
     assert code == 0
     await until_gone(marker)
+    gc.collect()  # trio-websocket drops its socket unclosed when the server goes: warn here, under the filter
 
 
 # --- item 19: an audit log that cannot be written ---
