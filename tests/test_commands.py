@@ -506,7 +506,7 @@ REFUSED: list[tuple[str, ...]] = [
     ("awk", "{ print > $2 }"), ("awk", '{ print $1 > "a" "b" }'), ("awk", '{ printf("%s", $1) > "<OUT>/x" }'),
     ("awk", '{ print a,\n b > "<OUT>/x" }'), ("awk", '{ print > "a\\/b" }'), ("awk", '{ print >> "../up" }'),
     ("awk", "{ print x / 2 | \"sh\" }"), ("awk", '$0 ~ /[/]#/ { print | "sh" }'), ("awk", '/[]/]#/ { print | "sh" }'),
-    ("awk", '/[[:alpha:]/]#/ { print | "sh" }'), ("awk", '/[^]/]#/ { print | "sh" }'),
+    ("awk", '/[[:alpha:]/]#/ { print | "sh" }'), ("awk", '/[^]/]#/ { print | "sh" }'), ("awk", "$0 ~ /[/]/ { print }"),
     ("awk", "{ x++ / 2 | \"sh\" }"), ("awk", '$0 ~ /a/ { print | "sh" }'),
     # awk options
     ("awk", "-f", "prog.awk"), ("gawk", "--file=/dev/stdin"), ("gawk", "--fi=x"), ("awk", "-E", "x"),
@@ -641,7 +641,7 @@ ALLOWED: list[tuple[str, ...]] = [
     ("awk", "{ print a,\n b }"), ("awk", '{ print "filesystem(s)" }'), ("awk", "{ print $1 }", "file.txt", "-"),
     ("awk", "--", "{ print }"), ("awk", "BEGIN { x = 1.5e3; print x }"), ("awk", "{ print x++ }"),
     ("awk", "{ s = \"a\\\"b\"; print s }"), ("awk", '{ print "x'), ("awk", "{ print }\\\n"),
-    ("awk", "$0 ~ /[/]/ { print }"), ("awk", "/[|]/ { print }"), ("awk", "{ print 1 } /b"),
+    ("awk", "/[|]/ { print }"), ("awk", "{ print 1 } /b"),
     ("awk", "{ print > \"x.txt\" }\n"), ("tar", "tf", "x.tar"),
     ("tar", "-cf", "out.tar", "--exclude=-Ihelper", "dir"), ("tar", "-xf", "a.tar", "-C", "sub"),
     ("tar", "-czf", "out.tgz", "sub"), ("tar", "--to-stdout", "-xf", "a.tar"), ("tar", "cf", "-", "sub"),

@@ -323,6 +323,7 @@ def _delimited_end(text: str, pos: int, delimiter: str, *, brackets: bool) -> in
 _AWK_HEADERS = frozenset({"if", "while", "for", "switch"})
 # After these, awks disagree on '/': gawk divides (``x++ /2/ 1`` is 2.5), mawk starts a regex (``511``).
 _AWK_AMBIGUOUS_NAMES = frozenset({"length", "getline"})
+_AWK_NOT_OPERANDS = _AWK_REGEX_AFTER | _AWK_AMBIGUOUS_NAMES | _AWK_HEADERS
 
 
 def _awk_tokens(text: str) -> Iterator[tuple[str, str]]:
@@ -344,11 +345,14 @@ def _awk_tokens(text: str) -> Iterator[tuple[str, str]]:
         if char in " \t\r" or (char == "\\" and text.startswith("\n", pos + 1)):  # blanks, line continuations
             pos += 2 if char == "\\" else 1
             continue
-        if char == "/" and ambiguous:
+        if char == "/" and (ambiguous or not operand):
+            # gawk ends a regex after a bracket expression ('/[/]/'); mawk at the first unescaped '/'
             end = _delimited_end(text, pos + 1, "/", brackets=True)
+            if _delimited_end(text, pos + 1, "/", brackets=False) != end:
+                yield "ambiguous-split", text[pos + 1 : end]
+        if char == "/" and ambiguous:
             if end < len(text) and text[end] == "/":  # both readings meet again after the closing '/'
-                split = _delimited_end(text, pos + 1, "/", brackets=False) != end
-                yield ("ambiguous-split" if split else "ambiguous"), text[pos + 1 : end]
+                yield "ambiguous", text[pos + 1 : end]
                 pos, name = end + 1, ""
                 continue  # still ambiguous: right after it, one reading has an operand, the other not
             # No closing '/': a regex reading fails to compile (nothing runs), so read it as division.
@@ -425,6 +429,11 @@ def _awk_ambiguous(text: str, ctx: Context, *, split: bool) -> str | None:
     hint = "write the regex as $0 ~ /re/, or put the divisor in parentheses: x / (y)"
     if split or any(char in text for char in '#"\\'):
         return f"has a '/' that awks read differently (regex or division) before a '#', '\"', '\\' or '[/]'; {hint}"
+    tokens = [t for t in _awk_tokens(text) if t[0] != "newline"]
+    last = tokens[-1] if tokens else ("op", "")
+    closes = last[0] == "number" or last == ("op", "]") or (last[0] == "name" and last[1] not in _AWK_NOT_OPERANDS)
+    if not closes:  # read as code, the next '/' would not divide but open a regex: the readings part
+        return f"has a '/' that awks read differently (regex or division), then text that ends in an operator; {hint}"
     problem = awk_program_problem(text, ctx)
     return None if problem is None else f"{problem} (in text after a '/' that some awks read as division; {hint})"
 
