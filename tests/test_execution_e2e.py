@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from tests.conftest import PY_VIEW, connect, processes_with, sleeper, until_gone
+from trio_exec.runner import GIT_ENV
 from trio_exec.server import OUTPUT_SCHEMA
 
 PY = sys.executable
@@ -135,7 +136,8 @@ async def test_the_server_environment_never_reaches_a_command(tmp_path: Path) ->
     out = result.structured_content["stdout"]
     assert secret not in result.model_dump_json()
     names = sorted(line.split("=", 1)[0] for line in out.splitlines())
-    assert [n for n in names if n != "PWD"] == ["HOME", "LANG", "PATH", "TOOL_VAR", "VISIBLE"]  # bwrap sets PWD
+    expected = sorted(["HOME", "LANG", "PATH", "TOOL_VAR", "VISIBLE", *GIT_ENV])
+    assert [n for n in names if n != "PWD"] == expected  # bwrap sets PWD
 
 
 async def test_eight_megabytes_of_stdin_pass_through_cat(tmp_path: Path) -> None:

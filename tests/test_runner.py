@@ -14,7 +14,7 @@ import trio.testing
 
 from tests.conftest import assert_gone, sleeper
 from trio_exec.errors import SpawnFailed
-from trio_exec.runner import ExecPlan, child_env, run
+from trio_exec.runner import GIT_ENV, ExecPlan, child_env, run
 
 PY = sys.executable
 
@@ -109,13 +109,15 @@ async def test_the_child_environment_is_minimal(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("TRIO_EXEC_TEST_SECRET", secret)
     result = await run(plan("/usr/bin/env"))
     lines = sorted(result.stdout.decode().splitlines())
-    assert lines == ["HOME=/tmp", "LANG=C.UTF-8", "PATH=/usr/bin:/bin"]
+    assert lines == sorted(
+        ["HOME=/tmp", "LANG=C.UTF-8", "PATH=/usr/bin:/bin", *(f"{k}={v}" for k, v in GIT_ENV.items())]
+    )
     assert secret.encode() not in result.stdout
 
 
 def test_passthrough_and_tool_env_add_to_the_minimal_environment() -> None:
     env = child_env(search_path="/bin", home="/h", passthrough={"TZ": "UTC"}, extra={"LC_ALL": "C"})
-    assert env == {"PATH": "/bin", "LANG": "C.UTF-8", "HOME": "/h", "TZ": "UTC", "LC_ALL": "C"}
+    assert env == {"PATH": "/bin", "LANG": "C.UTF-8", "HOME": "/h", **GIT_ENV, "TZ": "UTC", "LC_ALL": "C"}
 
 
 async def test_a_program_that_cannot_start_is_a_spawn_failure() -> None:

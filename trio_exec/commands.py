@@ -275,8 +275,10 @@ def _confine_file(value: str, *, base: str, relative_to: str, use: PathUse, name
     resolved = _resolve(candidate, name, value, base)
     if not _is_within(resolved, base):
         raise _refused_path(name, value, f"it resolves outside the base path {base} (symlinks are followed)", base)
-    if use is PathUse.INSIDE:
+    if use is PathUse.INSIDE or use is PathUse.OUTPUT:
         problem = _special_problem(resolved)
+        if problem is None and use is PathUse.OUTPUT:
+            problem = _protected_problem(resolved, base)
         if problem is not None:
             raise _refused_path(name, value, problem, base)
         return resolved

@@ -95,11 +95,30 @@ def limits_prefix(limits: Limits, prlimit_path: str | None) -> tuple[str, ...]:
     return (prlimit_path, *(f"{k}={v}" for k, v in options.items() if v is not None), "--")
 
 
+# For any git a command runs (SECURITY.md, the git policy): no global configuration (HOME may be the base path,
+# so ~/.gitconfig is the agent's to write), no bare repository found by searching (its configuration has no
+# '.git' in its path), no hooks, no fsmonitor daemon. Configuration given this way outranks every file.
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_COUNT": "3",
+    "GIT_CONFIG_KEY_0": "safe.bareRepository",
+    "GIT_CONFIG_VALUE_0": "explicit",
+    "GIT_CONFIG_KEY_1": "core.hooksPath",
+    "GIT_CONFIG_VALUE_1": "/dev/null",
+    "GIT_CONFIG_KEY_2": "core.fsmonitor",
+    "GIT_CONFIG_VALUE_2": "false",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
 def child_env(
     *, search_path: str, home: str, passthrough: Mapping[str, str], extra: Mapping[str, str]
 ) -> dict[str, str]:
-    """A minimal environment: nothing of the server's leaks unless the operator listed it."""
-    env = {"PATH": search_path, "LANG": "C.UTF-8", "HOME": home}
+    """A minimal environment: nothing of the server's leaks unless the operator listed it.
+
+    It holds PATH, LANG, HOME and ``GIT_ENV``, then what the operator passes through or sets per tool.
+    """
+    env = {"PATH": search_path, "LANG": "C.UTF-8", "HOME": home, **GIT_ENV}
     env.update(passthrough)
     env.update(extra)
     return env

@@ -25,7 +25,7 @@ from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
 NAME = "shell_execute"
 
 # Programs read these; a pager or editor would turn a read into a shell (git log, git commit).
-SAFE_ENV = {"PAGER": "cat", "GIT_PAGER": "cat", "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "TERM": "dumb"}
+SAFE_ENV = {"PAGER": "cat", "GIT_PAGER": "cat", "GIT_CONFIG_NOSYSTEM": "1", "TERM": "dumb"}
 
 
 @attrs.frozen
