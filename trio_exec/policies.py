@@ -660,6 +660,12 @@ _SED = Policy(
 # --------------------------------------------------------------------------- tar, sort, split, rg, make, small ones
 
 
+_TAR_READS_NAMES = (
+    "reads the names to archive from a file or stdin, and GNU tar also reads options there (-C, --directory),"
+    " past any check of the arguments; give the names as arguments"
+)
+
+
 def _tar_archive(value: str, ctx: Context) -> str | None:
     if value == "-":
         return None
@@ -678,12 +684,13 @@ _TAR = Policy(
             _refuse(_RUNS_VALUE),
         ),
         "absolute-names": _refuse("lets extraction write outside the target directory", Arg.NONE),
+        "files-from": _refuse(_TAR_READS_NAMES),
         "file": _TAR_ARCHIVE,
         "directory": _path(PathUse.INSIDE),
         **dict.fromkeys(("listed-incremental", "index-file", "volno-file"), _path(PathUse.WRITE)),
         "checkpoint": OPTIONAL,
         **_values(
-            "exclude exclude-from files-from transform xform blocking-factor record-size format label newer "
+            "exclude exclude-from transform xform blocking-factor record-size format label newer "
             "after-date newer-mtime owner group mode mtime starting-file strip-components suffix tape-length "
             "exclude-tag exclude-tag-under exclude-tag-all warning quoting-style quote-chars no-quote-chars "
             "owner-map group-map pax-option level sort hole-detection sparse-version"
@@ -696,10 +703,36 @@ _TAR = Policy(
         "F": _refuse(_RUNS_VALUE),
         "I": _refuse(_RUNS_VALUE),
         "P": _refuse("lets extraction write outside the target directory", Arg.NONE),
-        **_letters("bHKLNTVX"),
+        "T": _refuse(_TAR_READS_NAMES),
+        **_letters("bHKLNVX"),
     },
     old_style=True,
 )  # fmt: skip
+# Letters whose value is the rest of the word in GNU tar and in bsdtar alike (bsdtar's -I is -T).
+_TAR_VALUE_EVERYWHERE = frozenset("bCfITX")
+
+
+def _tar(args: Sequence[str], ctx: Context) -> None:
+    """Every word is first checked as if it were an option, then the arguments are read as GNU tar reads them.
+
+    Dialects disagree on which letters take a value (GNU ``-H FORMAT``; bsdtar's ``-H`` takes none), so a
+    word that one tar reads as a value is an option to another: ``tar -cH --use-compress-program=sh`` is
+    harmless to GNU tar and runs sh in bsdtar. No dialect's parse decides that a refused option is data.
+    """
+    for index, element in enumerate(args, 1):
+        if element.startswith("--"):
+            found = resolve_long(_TAR.long, element[2:].partition("=")[0])
+            if found is not None and found[1].refuse is not None:
+                raise Refusal(index, f"--{found[0]} {found[1].refuse} (refused wherever it stands)")
+        elif element.startswith("-") or (index == 1 and element):  # the first word may be old-style letters
+            for letter in element.lstrip("-") if element.startswith("-") else element:
+                rule = _TAR.short.get(letter)
+                if rule is not None and rule.refuse is not None:
+                    raise Refusal(index, f"-{letter} {rule.refuse} (refused wherever it stands)")
+                if letter in _TAR_VALUE_EVERYWHERE and element.startswith("-"):
+                    break  # the rest of the word is this letter's value in every tar
+    _TAR.scan(args, ctx)
+
 
 _SORT = Policy(
     long={
@@ -1148,7 +1181,7 @@ POLICIES: Mapping[str, Checker] = {
     "git": _git,
     "find": _find,
     "awk": _AWK,
-    "tar": _TAR,
+    "tar": _tar,
     "sort": _SORT,
     "split": _SPLIT,
     "rg": _RG,
