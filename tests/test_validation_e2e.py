@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import sys
 from pathlib import Path
 
 import pytest
+import trio
 from mcp.shared.exceptions import MCPError
 
 from tests.conftest import connect
@@ -108,6 +112,27 @@ async def test_paths_are_confined_to_the_base_path(tmp_path: Path) -> None:
         assert r.structured_content is not None
         assert r.structured_content["error"]["code"] == "rejected"
         assert "TOP-SECRET-CONTENT" not in r.model_dump_json()
+
+
+async def test_fifos_and_sockets_in_the_base_are_refused_not_waited_on(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    os.mkfifo(base / "fifo")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(base / "sock"))
+        args = ("--base-path", str(base), "--cmd", 'cat|"cat {path}"', "--allow-commands", "cat", "--cmd-timeout", "60")
+        async with connect(*args) as client:
+            with trio.fail_after(30):  # a FIFO that were opened would hang cat until the 60 s timeout
+                results = [
+                    await client.call_tool("cat", {"path": "fifo"}),
+                    await client.call_tool("cat", {"path": "sock"}),
+                    await client.call_tool("shell_execute", {"command": ["cat", "<", "fifo"]}),
+                    await client.call_tool("shell_execute", {"command": ["cat", ">", "fifo"]}),
+                ]
+    for result in results:
+        assert result.structured_content is not None
+        assert result.structured_content["error"]["code"] == "rejected", result
+        assert re.search("FIFO|socket", result.structured_content["error"]["message"])
 
 
 async def test_no_validate_paths_turns_containment_off(tmp_path: Path) -> None:
