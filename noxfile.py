@@ -3,17 +3,41 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def _pyenv_pythons() -> str | None:
+    """pyenv's newest 3.10-3.13 builds as a PYENV_VERSION value (so its shims offer them all), if pyenv is there."""
+    try:
+        listed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    newest: dict[str, tuple[int, ...]] = {}
+    for version in listed.split():
+        parts = version.split(".")
+        if len(parts) == 3 and all(p.isdigit() for p in parts) and ".".join(parts[:2]) in PYTHONS:
+            key = ".".join(parts[:2])
+            newest[key] = max(newest.get(key, (0,)), tuple(map(int, parts)))
+    found = [".".join(map(str, newest[key])) for key in PYTHONS if key in newest]
+    return ":".join(found) or None
+
+
+# The README's command must run the same matrix as CI: with pyenv, make every 3.10-3.13 it has visible
+# (unless the caller chose PYENV_VERSION), and in CI a Python of the matrix that is missing is an error.
+if "PYENV_VERSION" not in os.environ and (_found := _pyenv_pythons()):
+    os.environ["PYENV_VERSION"] = _found
+nox.options.error_on_missing_interpreters = bool(os.environ.get("CI"))
 # Branch coverage, including the server processes the tests start, is measured on one Python: tracing
 # every server start-up (the SDK import) roughly doubles the suite's time.
 COVERAGE_PYTHON = "3.13"
 COVERAGE_FLOOR = 95  # only ever goes up (measured: 98% on 2026-11-21)
 
-nox.options.sessions = ["lint", "typing", "tests", "coverage"]
+nox.options.sessions = ["lint", "typing", "tests", "coverage", "package"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -49,6 +73,17 @@ def coverage(session: nox.Session) -> None:
     session.install("coverage[toml]>=7.10")
     session.run("coverage", "combine")
     session.run("coverage", "report", f"--fail-under={COVERAGE_FLOOR}")
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build the sdist and the wheel into a fresh folder and check them with twine (publish-ready)."""
+    session.install("build>=1.2", "twine>=5.1")
+    out = Path(session.create_tmp()) / "dist"
+    for stale in out.glob("*"):
+        stale.unlink()
+    session.run("python", "-m", "build", "--outdir", str(out))
+    session.run("twine", "check", "--strict", *map(str, sorted(out.glob("*"))))
 
 
 @nox.session
