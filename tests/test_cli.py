@@ -22,13 +22,29 @@ def settings(argv: list[str], env: dict[str, str] | None = None):  # type: ignor
     return load_settings(argv, {**ENV, **(env or {})}).settings
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "rps"),
+    [
+        ([], {}, 0.0),
+        (["--transport", "streamable-http"], {}, 10.0),
+        (["--transport", "websocket"], {}, 10.0),
+        ([], {"MCP_EXEC_RATE_LIMIT_RPS": "5"}, 5.0),
+        (["--transport", "streamable-http", "--rate-limit-rps", "0"], {}, 0.0),
+    ],
+)
+def test_the_rate_limit_is_off_on_stdio_and_on_for_networks_unless_set(
+    args: list[str], env: dict[str, str], rps: float
+) -> None:
+    assert settings([*ECHO, *args], env).rate_limit_rps == rps
+
+
 def test_defaults_are_those_of_mcp_secure_exec() -> None:
     s = settings(ECHO)
     assert s.blacklist == DEFAULT_BLACKLIST
     assert len(s.blacklist) == 47
     assert s.sensitive_keys == ("password", "token", "secret", "key", "auth", "credential")
     assert (s.cmd_timeout_s, s.log_level, s.transport, s.bind) == (30.0, "info", "stdio", "127.0.0.1:3344")
-    assert (s.rate_limit_rps, s.rate_limit_burst, s.max_concurrent) == (10.0, 20, 50)
+    assert (s.rate_limit_rps, s.rate_limit_burst, s.max_concurrent) == (0.0, 20, 50)  # stdio: off
     assert (s.circuit_threshold, s.circuit_timeout_s) == (10, 60.0)
     assert (s.allow_dangerous, s.validate_paths, s.allow_missing_binaries, s.stateful) == (False, True, False, False)
     assert s.max_timeout_s == 300.0
@@ -226,7 +242,9 @@ def test_dry_run_shows_the_guards_and_the_audit_log(tmp_path: Path) -> None:
     proc = run_cli("-d", *ECHO, "--max-concurrent", "3", "--audit-log", str(audit), "--audit-rotate", "10M")
     assert proc.returncode == 0, proc.stderr
     assert "max concurrent 3" in proc.stdout
-    assert "rate limit 10/s burst 20 per client" in proc.stdout
+    assert "rate limit off" in proc.stdout  # stdio
+    network = run_cli("-d", *ECHO, "--transport", "streamable-http")
+    assert "rate limit 10/s burst 20 per client" in network.stdout, network.stderr
     assert f"audit log: {audit} (rotated at 10485760)" in proc.stdout
 
 

@@ -120,3 +120,8 @@ def test_a_cancelled_probe_frees_the_probe_slot_without_a_verdict() -> None:
     b.release(probe)  # type: ignore[arg-type]
     assert b.state is State.HALF_OPEN
     assert isinstance(b.admit(1), Ticket)
+
+
+def test_a_rate_of_zero_is_no_limit() -> None:
+    limiter = RateLimiter(rate=0, burst=1)
+    assert all(limiter.admit("one", 0.0) is None for _ in range(1000))

@@ -32,6 +32,12 @@ async def test_a_burst_over_the_rate_limit_is_refused_with_retry_after() -> None
     assert results[3].is_error is True
 
 
+async def test_a_local_agent_on_stdio_is_not_rate_limited_by_default() -> None:
+    async with connect("--cmd", 'echo|"echo {message}"') as c:
+        results = [await c.call_tool("echo", {"message": str(n)}) for n in range(40)]  # burst 20 refused the 22nd
+    assert [error_of(r) for r in results] == [None] * 40
+
+
 async def test_a_call_beyond_max_concurrent_is_busy(tmp_path: Path) -> None:
     marker = f"m-{uuid.uuid4().hex}"
     config = tmp_path / "c.toml"

@@ -128,7 +128,7 @@ def run(
     s = settings
     logger.info(
         "trio-exec {} starting: transport={} tools={} base_path={} path_validation={} blacklist={} "
-        "allow_dangerous={} timeout={}s/max {}s output_cap={}B rate={}/s burst={} max_concurrent={} "
+        "allow_dangerous={} timeout={}s/max {}s output_cap={}B rate={} max_concurrent={} "
         "circuit={}x/{}s limits={} audit={} (fail {}) sandbox={}",
         __version__,
         s.transport,
@@ -140,8 +140,7 @@ def run(
         s.cmd_timeout_s,
         s.max_timeout_s,
         s.max_output_bytes,
-        s.rate_limit_rps,
-        s.rate_limit_burst,
+        f"{s.rate_limit_rps:g}/s burst {s.rate_limit_burst}" if s.rate_limit_rps else "off",
         s.max_concurrent,
         s.circuit_threshold,
         s.circuit_timeout_s,

@@ -129,6 +129,8 @@ class Opt:
     repeat: bool = False  # may be given several times on the command line
 
 
+NETWORK_RATE_LIMIT_RPS = 10.0  # the default where several clients may share the server
+
 OPTIONS: tuple[Opt, ...] = (
     Opt(
         "--cmd",
@@ -505,11 +507,12 @@ OPTIONS: tuple[Opt, ...] = (
         "--rate-limit-rps",
         "rate_limit_rps",
         "MCP_EXEC_RATE_LIMIT_RPS",
-        "Calls per second per client (the server as a whole takes 4x).",
-        convert=_number(float),
+        "Calls per second per client (the server as a whole takes 4x); 0 turns the limit off. "
+        "Off on stdio, where the one client is the local agent.",
+        convert=_number(float, strict=False),
         metavar="<n>",
-        default=10.0,
-        shown_default="10",
+        default=None,
+        shown_default=f"{NETWORK_RATE_LIMIT_RPS:g} on HTTP and WebSocket, off on stdio",
     ),
     Opt(
         "--rate-limit-burst",
@@ -627,6 +630,12 @@ class Loaded:
     doctor: bool = False
 
 
+def _rate_text(s: Settings) -> str:
+    if not s.rate_limit_rps:
+        return "off"
+    return f"{s.rate_limit_rps:g}/s burst {s.rate_limit_burst} per client (x4 server-wide)"
+
+
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     """Parse argv and environ into ``Settings``; raises ``ConfigError``."""
     try:
@@ -676,6 +685,8 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         if not os.path.isdir(base_path):
             raise ConfigError(f"--base-path {base_path!r} is not a directory")
         base_path = os.path.realpath(base_path)
+    if merged["rate_limit_rps"] is None:  # on stdio the one client is the local agent: no limit by default
+        merged["rate_limit_rps"] = 0.0 if merged["transport"] == "stdio" else NETWORK_RATE_LIMIT_RPS
     if merged["transport"] != "stdio":
         _check_network(merged)
     tokens = _tokens(merged)
@@ -888,7 +899,7 @@ def dry_run_report(
     out.append(f"  sensitive argument names: {', '.join(s.sensitive_keys)}")
     out.append(f"  transport: {s.transport}")
     out.append(
-        f"  guards: rate limit {s.rate_limit_rps:g}/s burst {s.rate_limit_burst} per client (x4 server-wide), "
+        f"  guards: rate limit {_rate_text(s)}, "
         f"max concurrent {s.max_concurrent}, circuit {s.circuit_threshold} failures / {s.circuit_timeout_s:g}s"
     )
     out.append(

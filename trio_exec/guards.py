@@ -60,7 +60,9 @@ class RateLimiter:
         self._global = TokenBucket(self.rate * self.global_factor, self.burst * self.global_factor)
 
     def admit(self, client: str, now: float) -> float | None:
-        """None when the call may go ahead (a token was taken), else seconds to wait."""
+        """None when the call may go ahead (a token was taken), else seconds to wait. A rate of 0 is no limit."""
+        if self.rate <= 0:
+            return None
         bucket = self._clients.get(client)
         if bucket is None:
             bucket = self._clients[client] = TokenBucket(self.rate, self.burst, updated=now)
