@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 import trio
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import connect
+from tests.conftest import PY_VIEW, connect, processes_with, sleeper, until_gone
+from tests.malformed import CASES, INIT, INITIALIZED, echo_call
 from trio_exec.server import OUTPUT_SCHEMA
+from trio_exec.transports.stdio import MAX_LINE_BYTES
 
 ECHO = ["--cmd", 'echo|"echo {message}"']
 
@@ -114,3 +122,130 @@ async def test_the_server_exits_cleanly_on_a_signal(signum: signal.Signals) -> N
             code = await proc.wait()
         nursery.cancel_scope.cancel()
     assert code == 0
+
+
+class RawStdio:
+    """The server as a subprocess with raw pipes: bytes in on stdin, JSON lines out on stdout."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        self.proc = proc
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+        self.buf = bytearray()
+        self.log = bytearray()
+
+    async def send(self, data: bytes) -> None:
+        await self.stdin.send_all(data + b"\n")
+
+    async def reply(self) -> dict[str, Any]:
+        with trio.fail_after(30):
+            while (end := self.buf.find(b"\n")) < 0:
+                chunk = await self.stdout.receive_some()
+                assert chunk, f"stdout closed; stderr: {self.log.decode(errors='replace')}"
+                self.buf += chunk
+        line = bytes(self.buf[:end])
+        del self.buf[: end + 1]
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    async def handshake(self) -> None:
+        await self.send(json.dumps(INIT).encode())
+        assert (await self.reply())["id"] == "init"
+        await self.send(json.dumps(INITIALIZED).encode())
+
+
+@asynccontextmanager
+async def raw_stdio(*args: str) -> AsyncIterator[RawStdio]:
+    """``trio-exec ARGS`` on stdio, initialized; closes stdin at the end and expects exit status 0."""
+    argv = [sys.executable, "-m", "trio_exec", *args]
+    proc = await trio.lowlevel.open_process(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    raw = RawStdio(proc)
+
+    async def drain() -> None:
+        assert proc.stderr is not None
+        while chunk := await proc.stderr.receive_some():
+            raw.log += chunk
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain)
+        try:
+            await raw.handshake()
+            yield raw
+        finally:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await raw.stdin.aclose()
+            with trio.fail_after(30):
+                code = await proc.wait()
+            if proc.stdout is not None:
+                await proc.stdout.aclose()
+        assert code == 0, raw.log.decode(errors="replace")
+
+
+def assert_error(reply: dict[str, Any], code: int, request_id: object) -> None:
+    assert reply["jsonrpc"] == "2.0"
+    assert reply["id"] == request_id
+    assert reply["error"]["code"] == code
+    assert isinstance(reply["error"]["message"], str)
+
+
+@pytest.mark.parametrize(("data", "code", "request_id"), CASES)
+async def test_malformed_input_is_answered_and_the_next_request_still_is(
+    data: bytes, code: int | None, request_id: object
+) -> None:
+    async with raw_stdio(*ECHO) as raw:
+        await raw.send(data)
+        await raw.send(echo_call("after"))
+        if code is not None:
+            assert_error(await raw.reply(), code, request_id)
+        after = await raw.reply()  # a notification's reply would arrive here first
+    assert after["id"] == "after"
+    assert after["result"]["structuredContent"]["stdout"] == "still here\n"
+
+
+async def test_a_line_over_the_limit_is_answered_and_the_line_after_it_is_not_lost() -> None:
+    oversize = b'{"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "' + b"y" * MAX_LINE_BYTES + b'"}}'
+    async with raw_stdio(*ECHO) as raw:
+        # One write: the oversize line's end and the next request arrive in the same read.
+        await raw.send(oversize + b"\n" + echo_call("after"))
+        assert_error(await raw.reply(), -32600, None)
+        after = await raw.reply()
+    assert after["id"] == "after"
+    assert after["result"]["structuredContent"]["stdout"] == "still here\n"
+
+
+async def test_a_nan_timeout_in_raw_json_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    flag = tmp_path / "ran"
+    call = b'{"jsonrpc": "2.0", "id": "nan", "method": "tools/call", "params": {"name": "mark", '
+    call += b'"arguments": {"timeout": NaN}}}'
+    async with raw_stdio("--cmd", f'mark|"touch {flag}"') as raw:
+        await raw.send(call)
+        reply = await raw.reply()
+        await raw.send(b'{"jsonrpc": "2.0", "id": "list", "method": "tools/list"}')
+        assert (await raw.reply())["id"] == "list"  # the server has finished with the NaN call
+    assert reply["id"] == "nan"
+    assert reply["result"]["isError"] is True
+    error = reply["result"]["structuredContent"]["error"]
+    assert (error["code"], error["argument"]) == ("rejected", "timeout")
+    assert "NaN" in error["message"]
+    assert not flag.exists()
+
+
+async def test_the_server_exits_quietly_and_kills_its_commands_when_the_client_closes_stdout(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    config = tmp_path / "sleep.toml"  # so that the server's own command line does not carry the marker
+    config.write_text(f"[tools.sleep]\ntemplate = {json.dumps(sleeper(marker))}\n")
+    call = {"jsonrpc": "2.0", "id": "sleep", "method": "tools/call", "params": {"name": "sleep", "arguments": {}}}
+    async with raw_stdio("--allow-dangerous", "--config", str(config), *PY_VIEW) as raw:
+        await raw.send(json.dumps(call).encode())
+        with trio.fail_after(30):
+            while not processes_with(marker):  # noqa: ASYNC110 - polling another process
+                await trio.sleep(0.02)
+        await raw.stdout.aclose()  # the client goes away: its next answer cannot be written
+        await raw.send(b'{"jsonrpc": "2.0", "id": "list", "method": "tools/list"}')
+        with trio.fail_after(30):
+            code = await raw.proc.wait()
+        await until_gone(marker)
+    assert code == 0
+    assert b"Traceback" not in raw.log
+    assert b"BrokenPipe" not in raw.log

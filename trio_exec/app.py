@@ -89,7 +89,7 @@ async def _transport(
             nursery.start_soon(_stop_stdio, service, replies, stopping, app_scope)
             await serve_stdio(server, replies, task_status=task_status)
             nursery.cancel_scope.cancel()
-        logger.info("stdin closed, shutting down")
+        logger.info("the client went away (stdin or stdout closed), shutting down")
     elif s.transport == "streamable-http":
         from trio_exec.transports.http import serve_http  # the HTTP stack is imported only when used
 

@@ -7,6 +7,10 @@ and written through ``trio.lowlevel.FdStream``: messages are parsed from bytes a
 straight to UTF-8 bytes with the SDK's own message adapter, so the server's memory stays
 bounded and no thread is involved. As the SDK does, fd 0 points at /dev/null and fd 1 at
 stderr while serving, so nothing but JSON-RPC can ever reach the wire.
+
+Every line gets an answer, as ``framing`` decides: a line over MAX_LINE_BYTES, bytes that are not
+JSON, or JSON that is not one message are answered with a JSON-RPC error, and the next line is read
+as usual. When the client closes stdout, serving ends quietly, as on stdin EOF.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from typing import Any
 import anyio
 import mcp_types as types
 import trio
+from loguru import logger
 from mcp.server.lowlevel.server import Server
 from mcp.shared.message import SessionMessage
 
+from trio_exec.transports import framing
 from trio_exec.transports.replies import Replies
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message; a larger one is refused, never buffered
@@ -29,34 +35,43 @@ _CHUNK = 64 * 1024
 
 
 async def read_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes | None]:
-    """Lines of ``stream`` without their newline; ``None`` stands for a line over MAX_LINE_BYTES."""
+    """Lines of ``stream`` without their newline; ``None`` stands for a line over MAX_LINE_BYTES.
+
+    At most MAX_LINE_BYTES + one chunk is held: a longer line is dropped as it arrives, up to its
+    own newline, and the lines after it are read as usual.
+    """
     buf = bytearray()
-    start = 0
-    skipping = False
+    start = 0  # where the current line begins in ``buf``
+    scanned = 0  # ``buf[start:scanned]`` holds no newline (so a long line is searched once)
+    skipping = False  # inside a line already over the cap
     while True:
-        end = buf.find(b"\n", start)
+        end = buf.find(b"\n", scanned)
         if end >= 0:
-            line = bytes(buf[start:end])
-            start = end + 1
+            oversize = skipping or end - start > MAX_LINE_BYTES
+            line = b"" if oversize else bytes(buf[start:end])
+            start = scanned = end + 1
             if start > _CHUNK:  # compact now and then, not on every line
                 del buf[:start]
-                start = 0
-            if skipping:
-                skipping = False
+                start = scanned = 0
+            skipping = False
+            if oversize:
                 yield None
             elif line.strip():
                 yield line
             continue
-        chunk = await stream.receive_some(_CHUNK)
-        if not chunk:
-            if start < len(buf) and not skipping and buf[start:].strip():
-                yield bytes(buf[start:])
-            return
-        buf += chunk
-        if len(buf) - start > MAX_LINE_BYTES:
+        if skipping or len(buf) - start > MAX_LINE_BYTES:  # all of buf[start:] is the oversize line
             buf.clear()
             start = 0
             skipping = True
+        scanned = len(buf)
+        chunk = await stream.receive_some(_CHUNK)
+        if not chunk:
+            if skipping or len(buf) - start > MAX_LINE_BYTES:
+                yield None
+            elif buf[start:].strip():
+                yield bytes(buf[start:])
+            return
+        buf += chunk
 
 
 def encode(message: SessionMessage) -> bytes:
@@ -85,7 +100,7 @@ def _claim_wire() -> Iterator[tuple[int, int]]:
 async def serve_stdio(
     server: Server[Any], replies: Replies | None = None, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Serve one client on stdin/stdout until stdin reaches EOF (or we are cancelled).
+    """Serve one client on stdin/stdout until stdin reaches EOF, stdout breaks, or we are cancelled.
 
     ``replies`` learns each request read and each answer written (for a shutdown that answers them all).
     """
@@ -94,27 +109,33 @@ async def serve_stdio(
     outgoing_tx, outgoing_rx = anyio.create_memory_object_stream[SessionMessage](0)
 
     async def pump_in(rx: trio.abc.ReceiveStream) -> None:
-        async with incoming_tx:
+        async with incoming_tx, outgoing_tx.clone() as answer:
             async for line in read_lines(rx):
-                try:
-                    if line is None:
-                        raise ValueError(f"message larger than {MAX_LINE_BYTES} bytes")
-                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except Exception as exc:  # the SDK answers a parse error to the client
-                    await incoming_tx.send(exc)
+                message = framing.oversize(MAX_LINE_BYTES) if line is None else framing.decode(line)
+                if isinstance(message, framing.Malformed):
+                    logger.debug("malformed message on stdin: {}", message.reason)
+                    if message.reply is not None:  # the SDK would drop it without a word
+                        await answer.send(SessionMessage(message.reply))
                     continue
                 replies.read(message)
                 await incoming_tx.send(SessionMessage(message))
 
-    async def pump_out(tx: trio.abc.SendStream) -> None:
+    async def pump_out(tx: trio.abc.SendStream, done: trio.CancelScope) -> None:
         async with outgoing_rx:
             async for message in outgoing_rx:
                 data = encode(message)
-                if len(data) < _CHUNK:
-                    await tx.send_all(data + b"\n")
-                else:  # large: two writes rather than one more copy
-                    await tx.send_all(data)
-                    await tx.send_all(b"\n")
+                try:
+                    if len(data) < _CHUNK:
+                        await tx.send_all(data + b"\n")
+                    else:  # large: two writes rather than one more copy
+                        await tx.send_all(data)
+                        await tx.send_all(b"\n")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    # The client closed its end: nobody is left to answer, so stop serving
+                    # (the app then cancels the running calls, and the runner kills their groups).
+                    logger.info("stdout closed by the client")
+                    done.cancel()
+                    return
                 replies.written(message.message)
 
     with _claim_wire() as (wire_in, wire_out):
@@ -124,6 +145,6 @@ async def serve_stdio(
             trio.open_nursery() as nursery,
         ):
             nursery.start_soon(pump_in, rx)
-            nursery.start_soon(pump_out, tx)
+            nursery.start_soon(pump_out, tx, nursery.cancel_scope)
             task_status.started("stdio")
             await server.run(incoming_rx, outgoing_tx, server.create_initialization_options())
