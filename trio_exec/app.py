@@ -7,7 +7,6 @@ cancelled; running calls see trio cancellation and the runner kills their proces
 from __future__ import annotations
 
 import signal
-import tempfile
 from typing import Any
 
 import attrs
@@ -18,6 +17,7 @@ from mcp.server.lowlevel.server import Server
 from trio_exec import __version__, runner
 from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import Settings
+from trio_exec.private_dirs import private_dir
 from trio_exec.sandbox import Sandbox
 from trio_exec.server import Service, build_server
 from trio_exec.shell import ShellTool
@@ -151,7 +151,7 @@ def run(
     )
     for w in warnings:
         logger.warning(w)
-    with tempfile.TemporaryDirectory(prefix="trio-exec-home-") as home:
+    with private_dir("trio-exec-home-") as home:
         if shell is not None:  # an empty private HOME: no planted ~/.gitconfig reaches shell_execute's commands
             shell = attrs.evolve(shell, home=home)
         trio.run(serve, Service.create(settings, context, templates, audit, shell, box))

@@ -30,7 +30,6 @@ config, token file, audit log, TLS key) never appear inside, even when they lie 
 
 from __future__ import annotations
 
-import atexit
 import enum
 import errno
 import functools
@@ -45,6 +44,7 @@ import attrs
 
 from trio_exec.errors import ConfigError
 from trio_exec.landlock import LANDLOCK_MIN_ABI, ChildCalls, landlock_abi, landlock_prepare
+from trio_exec.private_dirs import private_dir_for_process
 from trio_exec.sandbox_view import (
     Box,
     Prepared,
@@ -337,8 +337,7 @@ def detect(
             lost = "no PID namespace (orphans are killed when the call ends), no private /tmp or /proc, UDP open"
             report = Report(layer="landlock", detail=f"Landlock ABI {abi}; {lost}", problems=tuple(problems),
                             seccomp=bpf is not None, root=root)  # fmt: skip
-            scratch_root = tempfile.mkdtemp(prefix="trio-exec-scratch-")
-            atexit.register(shutil.rmtree, scratch_root, ignore_errors=True)
+            scratch_root = private_dir_for_process("trio-exec-scratch-")
             return Sandbox(
                 mode=Mode.LANDLOCK,
                 report=report,
