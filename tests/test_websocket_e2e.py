@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.malformed import CASES, INITIALIZED, echo_call
 from tests.netserver import run_server
 
 # trio-websocket's *client* leaves its socket to the garbage collector when a handshake is
@@ -100,6 +101,32 @@ async def test_handshakes_that_break_a_rule_are_rejected(
             async with trio_websocket.open_websocket_url(url, subprotocols=protocols, extra_headers=headers):
                 pass
     assert caught.value.status_code == status
+
+
+async def _reply(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
+    with trio.fail_after(30):
+        return json.loads(await ws.get_message())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("data", "code", "request_id"), CASES)
+async def test_malformed_input_is_answered_and_the_session_goes_on(
+    data: bytes, code: int | None, request_id: object
+) -> None:
+    async with (
+        run_server(*WS) as server,
+        trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as ws,
+    ):
+        assert "result" in await rpc(ws, INIT)
+        await rpc(ws, INITIALIZED)
+        await ws.send_message(data)  # a binary frame: the not-UTF-8 case could not be a text frame
+        await ws.send_message(echo_call("after").decode())
+        if code is not None:
+            reply = await _reply(ws)
+            assert reply["id"] == request_id
+            assert reply["error"]["code"] == code
+        after = await _reply(ws)  # a notification's reply would arrive here first
+    assert after["id"] == "after"
+    assert after["result"]["structuredContent"]["stdout"] == "still here\n"
 
 
 async def test_a_message_over_the_size_limit_closes_the_connection() -> None:

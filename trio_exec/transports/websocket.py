@@ -2,10 +2,12 @@
 
 The handshake gets the same checks as HTTP: path, Host and Origin allowlists (DNS rebinding),
 Bearer auth in the ``Authorization`` header (401 with ``WWW-Authenticate``; failures are audit
-events and spend the client's rate limit). Messages larger than ``--max-request-bytes`` close
-the connection (1009). On shutdown the listener stops, new calls are refused with ``busy``, running
-calls get ``--shutdown-grace`` seconds; then what still runs is stopped and answered ``cancelled``,
-and every connection is closed with 1001 (going away) once its answers are written.
+events and spend the client's rate limit). Malformed messages are answered as on stdio
+(``framing.decode``: -32700/-32600/-32602, with the id when it can be read) and the session goes
+on; a message larger than ``--max-request-bytes`` closes the connection (1009, "message too big").
+On shutdown the listener stops, new calls are refused with ``busy``, running calls get
+``--shutdown-grace`` seconds; then what still runs is stopped and answered ``cancelled``, and
+every connection is closed with 1001 (going away) once its answers are written.
 
 trio-websocket speaks only the WebSocket handshake, so ``/health`` is not served on this
 port: check the TCP port, or run the streamable-http transport where HTTP health matters.
@@ -19,7 +21,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
-import mcp_types as types
 import trio
 import trio_websocket
 from loguru import logger
@@ -29,6 +30,7 @@ from mcp.shared.message import SessionMessage
 
 from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
+from trio_exec.transports import framing
 from trio_exec.transports.http import default_allowed, fingerprint, split_bind, token_matches
 from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import encode
@@ -101,16 +103,17 @@ async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, 
     out_tx, out_rx = anyio.create_memory_object_stream[SessionMessage](0)
 
     async def pump_in() -> None:
-        async with in_tx:
+        async with in_tx, out_tx.clone() as answer:
             while True:
                 try:
                     frame = await ws.get_message()
                 except trio_websocket.ConnectionClosed:
                     return
-                try:
-                    message = types.jsonrpc_message_adapter.validate_json(frame, by_name=False)
-                except Exception as exc:  # the SDK answers a parse error to the client
-                    await in_tx.send(exc)
+                message = framing.decode(frame)  # text or binary frames alike
+                if isinstance(message, framing.Malformed):
+                    logger.debug("malformed WebSocket message: {}", message.reason)
+                    if message.reply is not None:  # the SDK would drop it without a word
+                        await answer.send(SessionMessage(message.reply))
                     continue
                 replies.read(message, ws)
                 await in_tx.send(SessionMessage(message))
