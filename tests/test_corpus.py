@@ -157,7 +157,8 @@ async def test_corpus_case(case: dict[str, Any], layer: str, corpus_root: tuple[
         assert not os.path.lexists(path), f"{path} exists: a payload ran"
     if c["check"] == "verdict":
         if c["expected"] == "reject":
-            allowed = {"REJECTED"} | ({"PROTOCOL_ERROR:-32602"} if c.get("accept_protocol_error") else set())
+            # A value the inputSchema refuses is a tool error (SEP-1303): as good as a rejection, nothing ran.
+            allowed = {"REJECTED"} | ({"FAILED:invalid_arguments"} if c.get("accept_protocol_error") else set())
             assert outcome in allowed, f"{case['id']}: expected a rejection, got {outcome}: {rendered[:500]}"
         else:
             assert outcome == "RAN", f"{case['id']}: expected the command to run, got {outcome}: {rendered[:500]}"

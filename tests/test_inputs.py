@@ -17,7 +17,7 @@ from loguru import logger
 from trio_exec import cli, commands
 from trio_exec.audit import setup_logging
 from trio_exec.config import ArgSpec, ToolSpec, split_config
-from trio_exec.errors import ConfigError, Rejected
+from trio_exec.errors import ConfigError, InvalidArguments, Rejected
 from trio_exec.server import _audited_arguments, check_finite, encode_stdin
 from trio_exec.templates import Context, compile_tool, input_schema, render
 from trio_exec.validation import MIN_TIMEOUT_S, Kind, PathPolicy, check_word_path, validate_value
@@ -211,7 +211,7 @@ def test_other_device_spellings_stay_refused(tree: Path, target: str) -> None:
     ],
 )
 def test_non_finite_numbers_are_refused_anywhere(arguments: dict[str, Any], where: str) -> None:
-    with pytest.raises(Rejected, match=f"{where} is NaN or infinite"):
+    with pytest.raises(InvalidArguments, match=f"{where} is NaN or infinite"):
         check_finite(arguments)
 
 

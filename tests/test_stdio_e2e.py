@@ -67,15 +67,38 @@ async def test_a_non_zero_exit_is_information_not_an_error(mode: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "arguments",
-    [{"message": 42}, {}, {"message": "hi", "extra": "x"}, {"message": "hi", "timeout": -1}],
-    ids=["wrong-type", "missing", "unknown-property", "bad-timeout"],
+    ("arguments", "argument", "rule"),
+    [
+        ({"message": ["a"]}, "message", "must be of type string"),
+        ({}, "message", "'message' is a required property"),
+        ({"message": "hi", "extra": "x"}, "extra", "('extra' was unexpected)"),
+        ({"message": "hi", "timeout": -1}, "timeout", "must be at least"),
+        ({"message": "hi", "timeout": 10**6}, "timeout", "must be at most"),
+        ({"message": "hi", "timeout": "2"}, "timeout", "must be of type number"),
+    ],
+    ids=[
+        "wrong-type",
+        "missing",
+        "unknown-property",
+        "timeout-below-the-floor",
+        "timeout-above-the-cap",
+        "timeout-text",
+    ],
 )
-async def test_arguments_that_break_the_schema_are_invalid_params(mode: str, arguments: dict[str, object]) -> None:
+async def test_arguments_that_break_the_schema_are_tool_errors_the_model_reads(
+    mode: str, arguments: dict[str, object], argument: str, rule: str
+) -> None:
     async with connect(*ECHO, mode=mode) as client:
-        with pytest.raises(MCPError) as caught:
-            await client.call_tool("echo", arguments)
-    assert caught.value.error.code == -32602
+        result = await client.call_tool("echo", arguments)  # SEP-1303: a result, not a JSON-RPC error
+        after = await client.call_tool("echo", {"message": "fixed"})
+    assert result.is_error is True
+    assert result.structured_content is not None
+    error = result.structured_content["error"]
+    assert (error["code"], error["argument"]) == ("invalid_arguments", argument)
+    assert rule in error["message"]
+    assert rule in result.content[0].text  # type: ignore[union-attr]
+    assert after.structured_content is not None
+    assert after.structured_content["stdout"] == "fixed\n"
 
 
 async def test_an_unknown_tool_is_invalid_params(mode: str) -> None:
@@ -226,7 +249,7 @@ async def test_a_nan_timeout_in_raw_json_is_refused_before_anything_runs(tmp_pat
     assert reply["id"] == "nan"
     assert reply["result"]["isError"] is True
     error = reply["result"]["structuredContent"]["error"]
-    assert (error["code"], error["argument"]) == ("rejected", "timeout")
+    assert (error["code"], error["argument"]) == ("invalid_arguments", "timeout")
     assert "NaN" in error["message"]
     assert not flag.exists()
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import trio
-from mcp.shared.exceptions import MCPError
 
 from tests.conftest import connect
 
@@ -186,9 +185,10 @@ max_length = 8
             ("pick", {"colour": "red", "word": "Apple1"}),
             ("pick", {"colour": "red", "word": "abcdefghij"}),
         ]:
-            with pytest.raises(MCPError) as caught:
-                await client.call_tool(name, args)
-            refused.append(caught.value.error.code)
+            result = await client.call_tool(name, args)
+            assert result.is_error
+            assert result.structured_content is not None
+            refused.append(result.structured_content["error"]["code"])
     props = tools["head"].input_schema["properties"]
     assert props["lines"] == {"type": "integer", "minimum": 1, "maximum": 5, "description": "An integer."}
     pick_props = tools["pick"].input_schema["properties"]
@@ -199,4 +199,4 @@ max_length = 8
     assert head.structured_content["stdout"] == "1\n2\n"
     assert pick.structured_content is not None
     assert pick.structured_content["stdout"] == "red apple\n"
-    assert refused == [-32602] * 5
+    assert refused == ["invalid_arguments"] * 5

@@ -1,8 +1,8 @@
 """One exception tree for trio-exec.
 
-Every error carries a stable ``code``. Tool-level failures (``Rejected``,
-``SpawnFailed``, guard refusals) become ``CallToolResult`` objects with
-``isError: true`` in ``server.py``; ``InvalidParams`` becomes a JSON-RPC
+Every error carries a stable ``code``. Tool-level failures (``InvalidArguments``,
+``Rejected``, ``SpawnFailed``, guard refusals) become ``CallToolResult`` objects with
+``isError: true`` in ``server.py``; ``InvalidParams`` (an unknown tool) becomes a JSON-RPC
 -32602 error; ``ConfigError`` ends startup with exit code 2.
 """
 
@@ -26,7 +26,7 @@ class ConfigError(TrioExecError):
 
 
 class InvalidParams(TrioExecError):
-    """The request breaks the protocol (unknown tool, schema violation): JSON-RPC -32602."""
+    """The request breaks the protocol (an unknown tool): JSON-RPC -32602."""
 
     code = "invalid_params"
     jsonrpc_code = -32602
@@ -45,6 +45,12 @@ class ToolError(TrioExecError):
         super().__init__(message)
         self.argument = argument
         self.retry_after_s = retry_after_s
+
+
+class InvalidArguments(ToolError):
+    """The arguments break the tool's ``inputSchema`` (SEP-1303: a result the model reads, not -32602)."""
+
+    code = "invalid_arguments"
 
 
 class Rejected(ToolError):

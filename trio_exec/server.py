@@ -1,9 +1,10 @@
 """MCP handlers: ``tools/list`` and ``tools/call``; domain results become ``CallToolResult`` here.
 
-This is the one place where the error tree meets the protocol: protocol misuse (unknown
-tool, arguments that break the published ``inputSchema``) is a JSON-RPC -32602 error; every
-``ToolError`` is a result with ``isError: true`` and ``structuredContent.error``; a command
-that ran to completion is ``isError: false`` whatever its exit code.
+This is the one place where the error tree meets the protocol: an unknown tool is a JSON-RPC
+-32602 error; every ``ToolError`` is a result with ``isError: true`` and ``structuredContent.error``,
+arguments that break the published ``inputSchema`` included (``invalid_arguments``: since MCP
+2025-11-25, SEP-1303, the model reads them and corrects itself); a command that ran to completion
+is ``isError: false`` whatever its exit code.
 """
 
 from __future__ import annotations
@@ -29,7 +30,17 @@ from trio_exec import __version__, runner
 from trio_exec.admission import Guards
 from trio_exec.audit import REDACTED, Audit, redact_arguments, redact_argv
 from trio_exec.config import ANNOTATION_KEYS, Settings
-from trio_exec.errors import Cancelled, Internal, InvalidParams, OutputLimit, Rejected, SpawnFailed, TimedOut, ToolError
+from trio_exec.errors import (
+    Cancelled,
+    Internal,
+    InvalidArguments,
+    InvalidParams,
+    OutputLimit,
+    Rejected,
+    SpawnFailed,
+    TimedOut,
+    ToolError,
+)
 from trio_exec.guards import State
 from trio_exec.sandbox import Box, Sandbox
 from trio_exec.shell import NAME as SHELL_NAME
@@ -184,11 +195,12 @@ class Service:
     def plan(self, entry: Entry, arguments: Mapping[str, Any]) -> tuple[runner.ExecPlan, list[str] | None]:
         """Validate a call and make its plan (and, for ``shell_execute``, its stages' programs).
 
-        Raises ``Rejected`` (or ``SpawnFailed``) before anything starts.
+        Raises ``InvalidArguments``, ``Rejected`` (or ``SpawnFailed``) before anything starts.
         """
         s = self.settings
         t = entry.template
         check_finite(arguments)
+        check_arguments(entry, arguments)
         asked = arguments.get("timeout")
         timeout = float(asked or (t and t.spec.timeout_s) or s.cmd_timeout_s)
         if asked is not None and not asked >= MIN_TIMEOUT_S:  # the schema says so too; one layer is not enough
@@ -236,7 +248,7 @@ def check_finite(arguments: Mapping[str, Any]) -> None:
     for name, value in arguments.items():
         where = _non_finite(value, name)
         if where is not None:
-            raise Rejected(
+            raise InvalidArguments(
                 f"argument {name!r}: {where} is NaN or infinite, which is not a JSON number; give a finite number",
                 argument=name,
             )
@@ -283,7 +295,7 @@ def check_arguments(entry: Entry, arguments: Mapping[str, Any]) -> None:
     """The low-level Server does not validate against ``inputSchema``; we do."""
     error = jsonschema.exceptions.best_match(entry.validator.iter_errors(dict(arguments)))
     if error is not None:
-        raise InvalidParams(f"tool {entry.tool.name!r}: {_schema_problem(error)}")
+        raise InvalidArguments(f"tool {entry.tool.name!r}: {_schema_problem(error)}", argument=_schema_argument(error))
 
 
 _SCHEMA_RULES = {
@@ -295,6 +307,22 @@ _SCHEMA_RULES = {
     "maximum": "must be at most {}",
     "exclusiveMinimum": "must be greater than {}",
 }
+
+
+def _schema_argument(error: jsonschema.ValidationError) -> str | None:
+    """The argument a schema error is about: its path, or the property a required/unknown rule names."""
+    if error.path:
+        return str(error.path[0])
+    if not isinstance(error.instance, Mapping):
+        return None
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        missing = [p for p in error.validator_value if p not in error.instance]
+        return str(missing[0]) if missing else None
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
+        extra = [p for p in error.instance if p not in known]
+        return str(extra[0]) if extra else None
+    return None
 
 
 def _schema_problem(error: jsonschema.ValidationError) -> str:
@@ -531,12 +559,11 @@ def build_server(service: Service) -> Server[Any]:
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         entry = service.entries.get(params.name)
         arguments = params.arguments or {}
-        try:
-            if entry is None:
-                raise InvalidParams(f"unknown tool {params.name!r}")
-            check_arguments(entry, arguments)
-        except InvalidParams as e:
-            raise MCPError(code=InvalidParams.jsonrpc_code, message=e.message) from None
+        if entry is None:
+            names = ", ".join(sorted(service.entries))
+            raise MCPError(
+                code=InvalidParams.jsonrpc_code, message=f"unknown tool {params.name!r}; the tools are: {names}"
+            )
         return await _admitted_call(service, ctx, entry, arguments, client_key(ctx))
 
     return Server(
