@@ -102,6 +102,7 @@ class CircuitOpen(ToolError):
 
 
 class Cancelled(ToolError):
-    """The server shut down before the command ended (a client's own cancellation gets no reply)."""
+    """The command was stopped before it ended: the server shut down, or (over HTTP) the client cancelled the
+    call or went away; over stdio and WebSocket a client's own cancellation gets no reply (MCP)."""
 
     code = "cancelled"

@@ -42,6 +42,7 @@ from trio_exec.errors import (
     ToolError,
 )
 from trio_exec.guards import State
+from trio_exec.inflight import CLIENT_KEY, InFlight
 from trio_exec.sandbox import Box, Sandbox
 from trio_exec.shell import NAME as SHELL_NAME
 from trio_exec.shell import ShellTool
@@ -124,6 +125,7 @@ class Service:
     audit: Audit
     shell: ShellTool | None = None
     sandbox: Sandbox | None = None
+    inflight: InFlight = attrs.field(factory=InFlight)  # calls the HTTP transport may stop
 
     @classmethod
     def create(
@@ -440,12 +442,21 @@ async def _run_reporting_progress(ctx: ServerRequestContext[Any], plan: runner.E
 
 
 # Who is calling, for rate limits and the audit trail. Network transports set it per request
-# (token fingerprint, else client address); the SDK runs each handler in the context of the
-# request that delivered its message. stdio has one client.
+# (token fingerprint, else client address). A stateless or WebSocket session's handlers run in the
+# context of the request or connection that opened it; a stateful HTTP session outlives the request
+# that opened it, so the key of each POST travels in its ASGI scope. stdio has one client.
 CLIENT: contextvars.ContextVar[str] = contextvars.ContextVar("trio_exec_client", default="stdio")
 
 
+def http_scope(ctx: ServerRequestContext[Any]) -> Any:
+    """The ASGI scope of the HTTP request that carried this message (None off HTTP)."""
+    return getattr(ctx.request, "scope", None)
+
+
 def client_key(ctx: ServerRequestContext[Any]) -> str:
+    scope = http_scope(ctx)
+    if isinstance(scope, Mapping) and isinstance(key := scope.get(CLIENT_KEY), str):
+        return key
     return CLIENT.get()
 
 
@@ -499,10 +510,14 @@ async def _admitted_call(
                 else [redact_argv(argv, arguments, keys) for argv in stages]
             )
             token = (ctx.meta or {}).get("progress_token")
-            with admission.scope:  # cancelled by Guards.shutdown: the call still answers
+            with admission.scope, service.inflight.track(http_scope(ctx), ctx.request_id) as abandoned:
+                # admission.scope: cancelled by Guards.shutdown (the call still answers); abandoned: by the HTTP
+                # transport when the client cancels the call or goes away (the answer is for the audit trail)
                 result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
             if admission.scope.cancelled_caught:
                 raise Cancelled("server shutting down: the command was stopped before it ended; retry later")
+            if abandoned.cancelled_caught:
+                raise Cancelled("the client cancelled this call or closed its connection: the command was stopped")
             verdict = _failed_execution(result, plan.timeout_s < service.operator_timeout_s(entry))
         except ToolError as e:
             verdict = True if isinstance(e, SpawnFailed) else None  # rejections, refusals: the client's doing

@@ -31,6 +31,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from trio_exec import __version__
 from trio_exec.config import Settings
+from trio_exec.inflight import CALLS, CLIENT_KEY, OWNER, owner_of
 from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports.replies import FLUSH_S
@@ -131,7 +132,47 @@ class Front:
                 return
             key = fingerprint(presented.decode())
         CLIENT.set(key)
-        await self.app(scope, receive, send)
+        if scope["method"] == "POST":
+            await self._watched(scope, receive, send, key)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _watched(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
+        """Pass a POST on, stopping the calls it carries if the client goes away before the answer, and act on
+        a ``notifications/cancelled`` it carries (which a stateless server's SDK session cannot).
+
+        The body is read here first (the SDK reads it whole anyway) and replayed; from then on this layer
+        alone reads the client's messages, and the app's ``receive`` reports the disconnect when it happens.
+        """
+        read, complete = await _buffer_body(receive, self.service.settings.max_request_bytes)
+        session = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"mcp-session-id"), None)
+        owner = owner_of(key, session)
+        if complete:
+            for request_id in _cancelled_ids(b"".join(m.get("body", b"") for m in read)):
+                self.service.inflight.cancel(owner, request_id)
+        calls: set[trio.CancelScope] = set()
+        gone = trio.Event()
+
+        async def app_receive() -> MutableMapping[str, Any]:
+            if read:
+                return read.pop(0)
+            if not complete:
+                return await receive()  # over the cap: the SDK reads on and answers 413
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            for call in list(calls):
+                call.cancel()
+
+        async with trio.open_nursery() as nursery:
+            if complete:
+                nursery.start_soon(watch)
+            await self.app({**scope, OWNER: owner, CALLS: calls, CLIENT_KEY: key}, app_receive, send)
+            nursery.cancel_scope.cancel()
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, peer: str, why: str) -> None:
         self.service.audit.record("auth_failure", transport="streamable-http", client=peer, reason=why,
@@ -165,6 +206,39 @@ async def _read_body(receive: Receive, limit: int) -> bool:
             return False
         if not message.get("more_body", False):
             return True
+
+
+async def _buffer_body(receive: Receive, limit: int) -> tuple[list[MutableMapping[str, Any]], bool]:
+    """The request's messages up to its end (True) or until past ``limit`` bytes or a disconnect (False)."""
+    read: list[MutableMapping[str, Any]] = []
+    seen = 0
+    while True:
+        message = await receive()
+        read.append(message)
+        if message["type"] != "http.request":
+            return read, False
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            return read, False
+        if not message.get("more_body", False):
+            return read, True
+
+
+def _cancelled_ids(body: bytes) -> list[object]:
+    """The request ids of the ``notifications/cancelled`` messages in a POST body (a message or a batch)."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return []  # the SDK answers the parse error
+    messages = decoded if isinstance(decoded, list) else [decoded]
+    return [
+        m["params"]["requestId"]
+        for m in messages
+        if isinstance(m, dict)
+        and m.get("method") == "notifications/cancelled"
+        and isinstance(m.get("params"), dict)
+        and isinstance(m["params"].get("requestId"), (str, int))
+    ]
 
 
 def _bearer(scope: Scope) -> bytes | None:
