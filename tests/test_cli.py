@@ -328,3 +328,17 @@ def test_mcp_shell_server_variables_merge_and_the_command_line_wins() -> None:
 def test_allowlist_errors_at_startup(argv: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         compile_all(settings(argv))
+
+
+def test_session_options_come_from_flags_and_variables_and_refuse_nonsense() -> None:
+    flags = load_settings([*ECHO, "--session-idle-timeout", "2.5", "--max-sessions", "7"], {}).settings
+    env = {"MCP_EXEC_SESSION_IDLE_TIMEOUT_SECS": "60", "MCP_EXEC_MAX_SESSIONS": "9"}
+    variables = load_settings(list(ECHO), env).settings
+    assert (flags.session_idle_timeout_s, flags.max_sessions) == (2.5, 7)
+    assert (variables.session_idle_timeout_s, variables.max_sessions) == (60, 9)
+    default = load_settings(list(ECHO), {}).settings
+    assert (default.max_sessions, default.session_idle_timeout_s) == (1000, 300)
+    for bad in (["--max-sessions", "0"], ["--max-sessions", "1.5"], ["--session-idle-timeout", "0"]):
+        proc = run_cli(*bad, *ECHO, "-d")
+        assert proc.returncode == 2, bad
+        assert "must be" in proc.stderr

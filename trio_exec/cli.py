@@ -33,8 +33,8 @@ DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credent
 LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
 TRANSPORTS = ("stdio", "streamable-http", "websocket")
 NETWORK_ONLY = (
-    "bind", "auth_token", "auth_token_file", "stateful", "allowed_hosts", "allowed_origins", "forwarded_allow_ips",
-    "root_path", "certfile", "keyfile",
+    "bind", "auth_token", "auth_token_file", "stateful", "session_idle_timeout_s", "max_sessions", "allowed_hosts",
+    "allowed_origins", "forwarded_allow_ips", "root_path", "certfile", "keyfile",
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
 FSIZE_PER_OUTPUT = 64  # default --limit-fsize: this many times --max-output-bytes
@@ -439,6 +439,25 @@ OPTIONS: tuple[Opt, ...] = (
         convert=_bool,
         short="-s",
         default=False,
+    ),
+    Opt(
+        "--session-idle-timeout",
+        "session_idle_timeout_s",
+        "MCP_EXEC_SESSION_IDLE_TIMEOUT_SECS",
+        "With --stateful: close a session after this many seconds without a request.",
+        convert=_number(float),
+        metavar="<secs>",
+        default=300.0,
+        shown_default="300",
+    ),
+    Opt(
+        "--max-sessions",
+        "max_sessions",
+        "MCP_EXEC_MAX_SESSIONS",
+        "With --stateful: sessions open at once; a new one beyond is refused with 503.",
+        convert=_number(int),
+        metavar="<n>",
+        default=1000,
     ),
     Opt(
         "--auth-token-file",

@@ -107,6 +107,8 @@ class Settings:
     auth_token: str | None = attrs.field(default=None, repr=False)
     auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)  # --auth-token plus --auth-token-file
     stateful: bool = False
+    session_idle_timeout_s: float = 300.0  # stateful HTTP: a session without requests this long is closed
+    max_sessions: int = 1000  # stateful HTTP: open sessions at once (503 beyond)
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     max_request_bytes: int = 4 * 1024 * 1024

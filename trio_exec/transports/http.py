@@ -18,6 +18,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -26,8 +27,11 @@ from hypercorn.config import Config
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve
 from loguru import logger
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.lowlevel.server import Server
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 
 from trio_exec import __version__
 from trio_exec.config import Settings
@@ -100,14 +104,17 @@ async def _respond(send: Send, status: int, body: dict[str, Any], headers: Itera
 
 
 class Front:
-    """Root path, health, Bearer auth and the client key, in front of the SDK app."""
+    """Root path, health, Bearer auth, the client key and session admission, in front of the SDK app."""
 
-    def __init__(self, app: ASGIApp, service: Service, tokens: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, service: Service, tokens: Iterable[str], sessions: Callable[[], int] | None = None
+    ) -> None:
         self.app = app
         self.service = service
         self.tokens = [t.encode() for t in tokens if t]
         self.root_path = (service.settings.root_path or "").rstrip("/")
         self.draining = False  # set on shutdown: /health answers 503 so load balancers stop routing here
+        self.sessions = sessions  # stateful: how many sessions are open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +127,9 @@ class Front:
         if path == "/health" and scope["method"] in ("GET", "HEAD"):
             audited = self.service.audit.accepting()  # retries a broken audit log (--audit-fail closed)
             status = "draining" if self.draining else "ok" if audited else "audit_unavailable"
-            body = {"status": status, "version": __version__, "tools": len(self.service.entries)}
+            body: dict[str, Any] = {"status": status, "version": __version__, "tools": len(self.service.entries)}
+            if self.sessions is not None:
+                body.update(sessions=self.sessions(), max_sessions=self.service.settings.max_sessions)
             await _respond(send, 200 if status == "ok" else 503, body)
             return
         peer = "ip:" + (scope.get("client") or ("unknown", 0))[0]
@@ -131,7 +140,16 @@ class Front:
                 await self._refuse(scope, receive, send, peer, "missing" if presented is None else "invalid")
                 return
             key = fingerprint(presented.decode())
+            # The SDK binds a stateful session to the credential that opened it when it sees an authenticated
+            # user: another token presenting a known session id is told "Session not found".
+            scope = {**scope, "user": AuthenticatedUser(AccessToken(token=key, client_id=key, scopes=[]))}
         CLIENT.set(key)
+        if self.sessions is not None and _opens_session(scope):
+            refusal = self._session_refusal(key)
+            if refusal is not None:
+                await _read_body(receive, self.service.settings.max_request_bytes)
+                await _respond(send, *refusal)
+                return
         if scope["method"] == "POST":
             await self._watched(scope, receive, send, key)
         else:
@@ -145,8 +163,7 @@ class Front:
         alone reads the client's messages, and the app's ``receive`` reports the disconnect when it happens.
         """
         read, complete = await _buffer_body(receive, self.service.settings.max_request_bytes)
-        session = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"mcp-session-id"), None)
-        owner = owner_of(key, session)
+        owner = owner_of(key, _header(scope, b"mcp-session-id"))
         if complete:
             for request_id in _cancelled_ids(b"".join(m.get("body", b"") for m in read)):
                 self.service.inflight.cancel(owner, request_id)
@@ -173,6 +190,33 @@ class Front:
                 nursery.start_soon(watch)
             await self.app({**scope, OWNER: owner, CALLS: calls, CLIENT_KEY: key}, app_receive, send)
             nursery.cancel_scope.cancel()
+
+    def _session_refusal(self, key: str) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]] | None:
+        """Why a new stateful session is refused (HTTP status, JSON-RPC error body, headers), or None.
+
+        Opening a session spends the client's rate limit like a call (one client cannot open thousands a
+        second), and at ``--max-sessions`` open sessions a new one waits for one to end or expire.
+        """
+        assert self.sessions is not None  # noqa: S101 - only called in stateful mode
+        s = self.service.settings
+        wait = self.service.guards.rates.admit(key, trio.current_time())
+        if wait is not None:
+            status, code, retry = 429, "rate_limited", math.ceil(wait)
+            message = f"too many new sessions from this client; retry in {retry}s or reuse the session you have"
+        elif (open_now := self.sessions()) >= s.max_sessions:
+            status, code, retry = 503, "too_many_sessions", math.ceil(min(s.session_idle_timeout_s, 30.0))
+            message = (
+                f"the server has {open_now} sessions open, its limit (--max-sessions {s.max_sessions}); "
+                f"idle ones close after {s.session_idle_timeout_s:g}s: retry in {retry}s, "
+                "and end sessions you no longer need (HTTP DELETE)"
+            )
+        else:
+            return None
+        self.service.audit.record("session_refused", transport="streamable-http", client=key, reason=code)
+        logger.warning("new session refused for {}: {}", key, code)
+        error = {"code": -32000, "message": message, "data": {"code": code, "retry_after_s": retry}}
+        body = {"jsonrpc": "2.0", "id": None, "error": error}
+        return status, body, [(b"retry-after", str(retry).encode())]
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, peer: str, why: str) -> None:
         self.service.audit.record("auth_failure", transport="streamable-http", client=peer, reason=why,
@@ -206,6 +250,19 @@ async def _read_body(receive: Receive, limit: int) -> bool:
             return False
         if not message.get("more_body", False):
             return True
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), None)
+
+
+def _opens_session(scope: Scope) -> bool:
+    """A stateful server opens a session for a POST without a session id in a handshake-era protocol (the
+    ``initialize`` request; the 2026 era has no sessions). Mirrors the SDK's session manager routing."""
+    if scope["method"] != "POST" or _header(scope, b"mcp-session-id") is not None:
+        return False
+    version = _header(scope, b"mcp-protocol-version")
+    return version is None or version in HANDSHAKE_PROTOCOL_VERSIONS
 
 
 async def _buffer_body(receive: Receive, limit: int) -> tuple[list[MutableMapping[str, Any]], bool]:
@@ -270,8 +327,18 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
         stateless_http=not s.stateful,
         transport_security=security,
         max_request_body_size=s.max_request_bytes,
+        session_idle_timeout=s.session_idle_timeout_s,
+        max_sessions=s.max_sessions,
     )
-    front = Front(sdk_app, service, tokens)
+    count: Callable[[], int] | None = None
+    if s.stateful:
+        manager = server.session_manager
+
+        def sessions() -> int:
+            return len(manager._server_instances)  # the SDK keeps the count private
+
+        count = sessions
+    front = Front(sdk_app, service, tokens, count)
     return TrustedProxies(front, s.forwarded_allow_ips), front
 
 
