@@ -18,11 +18,12 @@ import hmac
 import ipaddress
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve
 from loguru import logger
@@ -201,9 +202,34 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
     return TrustedProxies(front, s.forwarded_allow_ips), front
 
 
+def set_write_timeout(sock: socket.socket | trio.socket.SocketType, seconds: float) -> None:
+    """``TCP_USER_TIMEOUT`` on a listening socket (accepted sockets inherit it on Linux).
+
+    The kernel then aborts a connection whose sent data stays unacknowledged that long, a peer that
+    stopped reading (zero-window probes without progress) included: what it would have held unsent
+    is freed, and the server's blocked write fails (``ETIMEDOUT``). 0 leaves the kernel default.
+    """
+    if seconds > 0 and sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(seconds * 1000)))
+
+
+class _Config(Config):
+    """hypercorn's configuration, with ``--write-timeout`` set on the sockets it listens on."""
+
+    write_timeout_s = 0.0
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            set_write_timeout(sock, self.write_timeout_s)
+        return sockets
+
+
 def hypercorn_config(s: Settings) -> Config:
-    config = Config()
+    config = _Config()
     config.bind = [s.bind]
+    config.backlog = s.backlog  # hypercorn's 100 overflows under a burst: connections go unanswered
+    config.write_timeout_s = s.write_timeout_s
     config.graceful_timeout = 1.0  # calls have drained already (serve_http); this only flushes responses
     config.accesslog = logging.getLogger("hypercorn.access")  # shown at --log-level debug
     config.errorlog = logging.getLogger("hypercorn.error")  # routed to loguru by audit.setup_logging

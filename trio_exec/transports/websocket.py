@@ -15,7 +15,6 @@ port: check the TCP port, or run the streamable-http transport where HTTP health
 
 from __future__ import annotations
 
-import functools
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -31,7 +30,7 @@ from mcp.shared.message import SessionMessage
 from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports import framing
-from trio_exec.transports.http import default_allowed, fingerprint, split_bind, token_matches
+from trio_exec.transports.http import default_allowed, fingerprint, set_write_timeout, split_bind, token_matches
 from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import encode
 
@@ -137,6 +136,18 @@ async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, 
         replies.forget(ws)
 
 
+async def _listeners(
+    host: str, port: int, context: ssl.SSLContext | None, backlog: int, write_timeout_s: float
+) -> list[trio.SocketListener | trio.SSLListener[trio.SocketStream]]:
+    """What ``trio_websocket.serve_websocket`` would open, with our backlog and ``TCP_USER_TIMEOUT``."""
+    plain = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    for listener in plain:
+        set_write_timeout(listener.socket, write_timeout_s)
+    if context is None:
+        return list(plain)
+    return [trio.SSLListener(listener, context, https_compatible=True) for listener in plain]
+
+
 async def serve_websocket(
     server: Server[Any],
     service: Service,
@@ -170,11 +181,11 @@ async def serve_websocket(
 
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as listening:
-            serve = functools.partial(
-                trio_websocket.serve_websocket, handle, host, port, context,
+            ws_server = trio_websocket.WebSocketServer(
+                handle, await _listeners(host, port, context, s.backlog, s.write_timeout_s),
                 handler_nursery=connections, max_message_size=s.max_request_bytes,
             )  # fmt: skip
-            ws_server = await listening.start(serve)
+            await listening.start(ws_server.run)
             scheme = "wss" if context else "ws"
             shown = f"[{host}]" if ":" in host else host
             task_status.started(f"{scheme}://{shown}:{ws_server.port}{handshake.path}")
