@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
+import trio_websocket
 
 from tests.netserver import run_server
 
@@ -96,3 +99,92 @@ async def test_a_burst_of_a_thousand_connections_gets_a_thousand_answers(
     # timeout gets no answer at all. With the default backlog the kernel queued every connection at once.
     retried = sum(n > 0 for _, n in outcomes)
     assert retried == 0, f"{retried} of {BURST} connections were retransmitted (listen backlog overflowed)"
+
+
+BIG = ["--cmd", 'big|"head -c 1048576 /dev/zero"', "--write-timeout", "1"]
+INIT = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}  # fmt: skip
+INITIALIZED = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+CALL = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "big", "arguments": {}}})
+
+
+async def _tiny_window_stream(host: str, port: int) -> trio.SocketStream:
+    """A client socket with a small receive buffer, so what it does not read backs up into the server."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect((host, port))
+    return trio.SocketStream(sock)
+
+
+async def _until_reset(stream: trio.SocketStream) -> str:
+    """Read what the kernel buffered until the connection ends: how it ended."""
+    with trio.fail_after(5):
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except trio.BrokenResourceError as exc:
+            return repr(exc.__cause__)
+    return "EOF"
+
+
+async def _until_logged(log: bytearray, text: bytes) -> None:
+    with trio.fail_after(15):
+        while text not in log:  # noqa: ASYNC110 - the server's stderr, filled by another task: polled
+            await trio.sleep(0.05)
+
+
+async def _health(host: str, port: int) -> str:
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(HEALTH)
+            return (await stream.receive_some(4096)).split(b"\r\n", 1)[0].decode()
+
+
+async def test_an_http_client_that_never_reads_a_large_result_is_dropped(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    async with run_server("--transport", "streamable-http", *BIG, "--audit-log", str(audit)) as server:
+        host, port = _host_port(server.base)
+        async with await _tiny_window_stream(host, port) as stuck:
+            body = CALL.encode()
+            await stuck.send_all(
+                b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await _until_logged(server.log, b"dropped the connection")
+            assert await _health(host, port) == "HTTP/1.1 200 "
+            ended = await _until_reset(stuck)
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    dropped = [e for e in events if e["event"] == "connection_dropped"]
+    assert [(e["transport"], e["reason"]) for e in dropped] == [("streamable-http", "write_timeout")]
+    assert "reset" in ended.lower() or ended == "EOF", ended
+
+
+def _frame(text: str) -> bytes:
+    """One masked client text frame (RFC 6455), mask 0 so the payload goes as is."""
+    data = text.encode()
+    size = bytes([0x80 | len(data)]) if len(data) < 126 else b"\xfe" + struct.pack("!H", len(data))
+    return b"\x81" + size + b"\0\0\0\0" + data
+
+
+async def test_a_websocket_client_that_never_reads_a_large_result_is_dropped(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    async with run_server("--transport", "websocket", *BIG, "--audit-log", str(audit)) as server:
+        host, port = _host_port(server.base)
+        async with await _tiny_window_stream(host, port) as stuck:
+            await stuck.send_all(UPGRADE)
+            with trio.fail_after(5):
+                assert (await stuck.receive_some(4096)).startswith(b"HTTP/1.1 101 ")
+            await stuck.send_all(_frame(json.dumps(INIT)) + _frame(INITIALIZED) + _frame(CALL))
+            await _until_logged(server.log, b"dropped the connection")
+            async with trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as healthy:
+                await healthy.send_message(json.dumps(INIT))
+                with trio.fail_after(5):
+                    assert json.loads(await healthy.get_message())["id"] == 1
+            ended = await _until_reset(stuck)
+    events = [json.loads(line) for line in audit.read_text().splitlines()]
+    dropped = [e for e in events if e["event"] == "connection_dropped"]
+    assert [(e["transport"], e["reason"]) for e in dropped] == [("websocket", "write_timeout")]
+    assert "reset" in ended.lower() or ended == "EOF", ended

@@ -132,7 +132,38 @@ class Front:
                 return
             key = fingerprint(presented.decode())
         CLIENT.set(key)
-        await self.app(scope, receive, send)
+        await self._watched(scope, receive, send, peer)
+
+    async def _watched(self, scope: Scope, receive: Receive, send: Send, peer: str) -> None:
+        """Run the app; audit a connection the kernel dropped because its peer stopped reading.
+
+        hypercorn swallows the failed write (``ETIMEDOUT`` from ``TCP_USER_TIMEOUT``) and tells the app
+        ``http.disconnect``; a response write that blocked for the whole write timeout, then the
+        disconnect, is that drop.
+        """
+        limit = self.service.settings.write_timeout_s
+        if limit <= 0:
+            await self.app(scope, receive, send)
+            return
+        stalled = gone = False
+
+        async def watched_receive() -> MutableMapping[str, Any]:
+            nonlocal gone
+            message = await receive()
+            gone = gone or message["type"] == "http.disconnect"
+            return message
+
+        async def watched_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal stalled
+            started = trio.current_time()
+            await send(message)
+            stalled = stalled or trio.current_time() - started >= limit
+
+        try:
+            await self.app(scope, watched_receive, watched_send)
+        finally:
+            if stalled and gone:
+                report_drop(self.service, "streamable-http", peer)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, peer: str, why: str) -> None:
         self.service.audit.record("auth_failure", transport="streamable-http", client=peer, reason=why,
@@ -211,6 +242,14 @@ def set_write_timeout(sock: socket.socket | trio.socket.SocketType, seconds: flo
     """
     if seconds > 0 and sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_USER_TIMEOUT"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(seconds * 1000)))
+
+
+def report_drop(service: Service, transport: str, peer: str) -> None:
+    """A connection the kernel dropped because its peer read nothing for ``--write-timeout``: log and audit."""
+    limit = service.settings.write_timeout_s
+    logger.warning("dropped the connection of {}: it read nothing for {:g}s (--write-timeout)", peer, limit)
+    service.audit.record("connection_dropped", transport=transport, client=peer, reason="write_timeout",
+                         write_timeout_s=limit)  # fmt: skip
 
 
 class _Config(Config):

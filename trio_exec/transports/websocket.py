@@ -30,7 +30,14 @@ from mcp.shared.message import SessionMessage
 from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports import framing
-from trio_exec.transports.http import default_allowed, fingerprint, set_write_timeout, split_bind, token_matches
+from trio_exec.transports.http import (
+    default_allowed,
+    fingerprint,
+    report_drop,
+    set_write_timeout,
+    split_bind,
+    token_matches,
+)
 from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import encode
 
@@ -96,7 +103,9 @@ class _Handshake:
         return key
 
 
-async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, replies: Replies) -> None:
+async def _session(
+    server: Server[Any], ws: trio_websocket.WebSocketConnection, replies: Replies, service: Service
+) -> None:
     """Bridge one WebSocket connection to one MCP server session (``replies`` sees what it reads and answers)."""
     in_tx, in_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     out_tx, out_rx = anyio.create_memory_object_stream[SessionMessage](0)
@@ -120,9 +129,16 @@ async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, 
     async def pump_out() -> None:
         async with out_rx:
             async for message in out_rx:
+                started = trio.current_time()
                 try:
                     await ws.send_message(encode(message).decode("utf-8"))
-                except trio_websocket.ConnectionClosed:
+                except trio_websocket.ConnectionClosed as closed:
+                    # A write blocked for the whole --write-timeout, then an abnormal closure: the kernel
+                    # dropped a peer that stopped reading (TCP_USER_TIMEOUT).
+                    limit = service.settings.write_timeout_s
+                    abnormal = closed.reason is not None and closed.reason.code == 1006
+                    if abnormal and 0 < limit <= trio.current_time() - started:
+                        report_drop(service, "websocket", CLIENT.get())
                     return
                 replies.written(message.message, ws)
 
@@ -173,7 +189,7 @@ async def serve_websocket(
         ws = await request.accept(subprotocol=SUBPROTOCOL)
         CLIENT.set(key)
         try:
-            await _session(server, ws, replies)
+            await _session(server, ws, replies, service)
         finally:
             # Shielded so the peer hears "going away", bounded so a half-closed peer cannot hold us.
             with trio.CancelScope(shield=True), trio.move_on_after(2):
