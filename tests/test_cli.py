@@ -51,6 +51,15 @@ def test_defaults_are_those_of_mcp_secure_exec() -> None:
     assert s.max_output_bytes == 1024 * 1024
 
 
+def test_backlog_and_write_timeout_defaults_variables_and_flags() -> None:
+    s = settings([*ECHO, "-t", "streamable-http"])
+    assert (s.backlog, s.write_timeout_s) == (1024, 30.0)
+    env = {"MCP_EXEC_BACKLOG": "4096", "MCP_EXEC_WRITE_TIMEOUT_SECS": "0"}
+    assert (settings(ECHO, env).backlog, settings(ECHO, env).write_timeout_s) == (4096, 0.0)
+    s = settings([*ECHO, "--backlog", "64", "--write-timeout", "2.5"], env)
+    assert (s.backlog, s.write_timeout_s) == (64, 2.5)
+
+
 def test_every_option_has_an_mcp_exec_environment_variable() -> None:
     for o in OPTIONS:
         assert o.env.startswith("MCP_EXEC_"), o.long
@@ -160,6 +169,11 @@ def test_config_file_errors_name_the_key_and_the_file(tmp_path: Path, content: s
         ([*ECHO, "-t", "streamable-http", "--root-path", "exec/"], {}, "must start with '/'"),
         ([*ECHO, "-t", "streamable-http", "--auth-token-file", "/nonexistent"], {}, "auth-token-file"),
         (ECHO, {"MCP_EXEC_ALLOW_DANGEROUS": "maybe"}, "true or false"),
+        ([*ECHO, "-t", "streamable-http", "--backlog", "0"], {}, "--backlog must be at least 1"),
+        ([*ECHO, "-t", "websocket", "--backlog", "many"], {}, "--backlog must be an integer"),
+        (ECHO, {"MCP_EXEC_BACKLOG": "1.5"}, "MCP_EXEC_BACKLOG must be an integer"),
+        ([*ECHO, "-t", "streamable-http", "--write-timeout", "-1"], {}, "--write-timeout must be at least 0"),
+        (ECHO, {"MCP_EXEC_WRITE_TIMEOUT_SECS": "soon"}, "MCP_EXEC_WRITE_TIMEOUT_SECS must be a number"),
         (["--bogus"], {}, "invalid command line"),
         (["--config", "/nonexistent.toml"], {}, "cannot read"),
     ],

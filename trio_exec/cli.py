@@ -34,7 +34,7 @@ LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
 TRANSPORTS = ("stdio", "streamable-http", "websocket")
 NETWORK_ONLY = (
     "bind", "auth_token", "auth_token_file", "stateful", "session_idle_timeout_s", "max_sessions", "allowed_hosts",
-    "allowed_origins", "forwarded_allow_ips", "root_path", "certfile", "keyfile",
+    "allowed_origins", "forwarded_allow_ips", "root_path", "certfile", "keyfile", "backlog", "write_timeout_s",
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
 FSIZE_PER_OUTPUT = 64  # default --limit-fsize: this many times --max-output-bytes
@@ -523,6 +523,25 @@ OPTIONS: tuple[Opt, ...] = (
         shown_default="10",
     ),
     Opt(
+        "--backlog",
+        "backlog",
+        "MCP_EXEC_BACKLOG",
+        "Listen backlog: connections the kernel queues before they are accepted (capped by net.core.somaxconn).",
+        convert=_number(int, minimum=1, strict=False),
+        metavar="<n>",
+        default=1024,
+    ),
+    Opt(
+        "--write-timeout",
+        "write_timeout_s",
+        "MCP_EXEC_WRITE_TIMEOUT_SECS",
+        "Drop a connection whose peer has read nothing of what was sent for this long; 0 turns it off.",
+        convert=_number(float, strict=False),
+        metavar="<secs>",
+        default=30.0,
+        shown_default="30",
+    ),
+    Opt(
         "--rate-limit-rps",
         "rate_limit_rps",
         "MCP_EXEC_RATE_LIMIT_RPS",
@@ -854,9 +873,9 @@ def warnings_for(loaded: Loaded) -> list[str]:
     notes = []
     if s.transport == "stdio":
         notes += [
-            f"--{f.replace('_', '-')} is for network transports and is ignored on stdio"
-            for f in NETWORK_ONLY
-            if f in loaded.explicit
+            f"{o.long} is for network transports and is ignored on stdio"
+            for o in OPTIONS
+            if o.field in NETWORK_ONLY and o.field in loaded.explicit
         ]
     if s.auth_token and "auth_token" in loaded.explicit and loaded.token_on_command_line:
         notes.append("--auth-token on the command line is visible in ps; prefer MCP_EXEC_AUTH_TOKEN")

@@ -117,6 +117,8 @@ class Settings:
     certfile: str | None = None
     keyfile: str | None = None
     shutdown_grace_s: float = 10.0
+    backlog: int = 1024  # listen backlog of network transports (the kernel caps it at net.core.somaxconn)
+    write_timeout_s: float = 30.0  # TCP_USER_TIMEOUT: a peer that reads nothing this long is dropped; 0 = off
     rate_limit_rps: float = 10.0
     rate_limit_burst: int = 20
     max_concurrent: int = 50

@@ -19,11 +19,12 @@ import ipaddress
 import json
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 import trio
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.trio import serve
 from loguru import logger
@@ -151,16 +152,20 @@ class Front:
                 await _respond(send, *refusal)
                 return
         if scope["method"] == "POST":
-            await self._watched(scope, receive, send, key)
+            await self._watched(scope, receive, send, key, peer)
         else:
             await self.app(scope, receive, send)
 
-    async def _watched(self, scope: Scope, receive: Receive, send: Send, key: str) -> None:
-        """Pass a POST on, stopping the calls it carries if the client goes away before the answer, and act on
-        a ``notifications/cancelled`` it carries (which a stateless server's SDK session cannot).
+    async def _watched(self, scope: Scope, receive: Receive, send: Send, key: str, peer: str) -> None:
+        """Pass a POST on, stopping the calls it carries if the client goes away before the answer, acting on
+        a ``notifications/cancelled`` it carries (which a stateless server's SDK session cannot), and auditing
+        a connection the kernel dropped because its peer stopped reading.
 
         The body is read here first (the SDK reads it whole anyway) and replayed; from then on this layer
         alone reads the client's messages, and the app's ``receive`` reports the disconnect when it happens.
+        hypercorn swallows the failed write (``ETIMEDOUT`` from ``TCP_USER_TIMEOUT``) and reports
+        ``http.disconnect``: a response write that blocked for the whole write timeout, then the disconnect,
+        is that drop.
         """
         read, complete = await _buffer_body(receive, self.service.settings.max_request_bytes)
         owner = owner_of(key, _header(scope, b"mcp-session-id"))
@@ -169,6 +174,14 @@ class Front:
                 self.service.inflight.cancel(owner, request_id)
         calls: set[trio.CancelScope] = set()
         gone = trio.Event()
+        limit = self.service.settings.write_timeout_s
+        stalled = False
+
+        async def timed_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal stalled
+            started = trio.current_time()
+            await send(message)
+            stalled = stalled or (limit > 0 and trio.current_time() - started >= limit)
 
         async def app_receive() -> MutableMapping[str, Any]:
             if read:
@@ -185,11 +198,15 @@ class Front:
             for call in list(calls):
                 call.cancel()
 
-        async with trio.open_nursery() as nursery:
-            if complete:
-                nursery.start_soon(watch)
-            await self.app({**scope, OWNER: owner, CALLS: calls, CLIENT_KEY: key}, app_receive, send)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                if complete:
+                    nursery.start_soon(watch)
+                await self.app({**scope, OWNER: owner, CALLS: calls, CLIENT_KEY: key}, app_receive, timed_send)
+                nursery.cancel_scope.cancel()
+        finally:
+            if stalled and gone.is_set():
+                report_drop(self.service, "streamable-http", peer)
 
     def _session_refusal(self, key: str) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]] | None:
         """Why a new stateful session is refused (HTTP status, JSON-RPC error body, headers), or None.
@@ -342,9 +359,42 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
     return TrustedProxies(front, s.forwarded_allow_ips), front
 
 
+def set_write_timeout(sock: socket.socket | trio.socket.SocketType, seconds: float) -> None:
+    """``TCP_USER_TIMEOUT`` on a listening socket (accepted sockets inherit it on Linux).
+
+    The kernel then aborts a connection whose sent data stays unacknowledged that long, a peer that
+    stopped reading (zero-window probes without progress) included: what it would have held unsent
+    is freed, and the server's blocked write fails (``ETIMEDOUT``). 0 leaves the kernel default.
+    """
+    if seconds > 0 and sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(seconds * 1000)))
+
+
+def report_drop(service: Service, transport: str, peer: str) -> None:
+    """A connection the kernel dropped because its peer read nothing for ``--write-timeout``: log and audit."""
+    limit = service.settings.write_timeout_s
+    logger.warning("dropped the connection of {}: it read nothing for {:g}s (--write-timeout)", peer, limit)
+    service.audit.record("connection_dropped", transport=transport, client=peer, reason="write_timeout",
+                         write_timeout_s=limit)  # fmt: skip
+
+
+class _Config(Config):
+    """hypercorn's configuration, with ``--write-timeout`` set on the sockets it listens on."""
+
+    write_timeout_s = 0.0
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            set_write_timeout(sock, self.write_timeout_s)
+        return sockets
+
+
 def hypercorn_config(s: Settings) -> Config:
-    config = Config()
+    config = _Config()
     config.bind = [s.bind]
+    config.backlog = s.backlog  # hypercorn's 100 overflows under a burst: connections go unanswered
+    config.write_timeout_s = s.write_timeout_s
     config.graceful_timeout = 1.0  # calls have drained already (serve_http); this only flushes responses
     config.accesslog = logging.getLogger("hypercorn.access")  # shown at --log-level debug
     config.errorlog = logging.getLogger("hypercorn.error")  # routed to loguru by audit.setup_logging

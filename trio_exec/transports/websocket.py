@@ -15,7 +15,6 @@ port: check the TCP port, or run the streamable-http transport where HTTP health
 
 from __future__ import annotations
 
-import functools
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -31,7 +30,14 @@ from mcp.shared.message import SessionMessage
 from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports import framing
-from trio_exec.transports.http import default_allowed, fingerprint, split_bind, token_matches
+from trio_exec.transports.http import (
+    default_allowed,
+    fingerprint,
+    report_drop,
+    set_write_timeout,
+    split_bind,
+    token_matches,
+)
 from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import encode
 
@@ -97,7 +103,9 @@ class _Handshake:
         return key
 
 
-async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, replies: Replies) -> None:
+async def _session(
+    server: Server[Any], ws: trio_websocket.WebSocketConnection, replies: Replies, service: Service
+) -> None:
     """Bridge one WebSocket connection to one MCP server session (``replies`` sees what it reads and answers)."""
     in_tx, in_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     out_tx, out_rx = anyio.create_memory_object_stream[SessionMessage](0)
@@ -121,9 +129,16 @@ async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, 
     async def pump_out() -> None:
         async with out_rx:
             async for message in out_rx:
+                started = trio.current_time()
                 try:
                     await ws.send_message(encode(message).decode("utf-8"))
-                except trio_websocket.ConnectionClosed:
+                except trio_websocket.ConnectionClosed as closed:
+                    # A write blocked for the whole --write-timeout, then an abnormal closure: the kernel
+                    # dropped a peer that stopped reading (TCP_USER_TIMEOUT).
+                    limit = service.settings.write_timeout_s
+                    abnormal = closed.reason is not None and closed.reason.code == 1006
+                    if abnormal and 0 < limit <= trio.current_time() - started:
+                        report_drop(service, "websocket", CLIENT.get())
                     return
                 replies.written(message.message, ws)
 
@@ -135,6 +150,18 @@ async def _session(server: Server[Any], ws: trio_websocket.WebSocketConnection, 
             nursery.cancel_scope.cancel()
     finally:
         replies.forget(ws)
+
+
+async def _listeners(
+    host: str, port: int, context: ssl.SSLContext | None, backlog: int, write_timeout_s: float
+) -> list[trio.SocketListener | trio.SSLListener[trio.SocketStream]]:
+    """What ``trio_websocket.serve_websocket`` would open, with our backlog and ``TCP_USER_TIMEOUT``."""
+    plain = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    for listener in plain:
+        set_write_timeout(listener.socket, write_timeout_s)
+    if context is None:
+        return list(plain)
+    return [trio.SSLListener(listener, context, https_compatible=True) for listener in plain]
 
 
 async def serve_websocket(
@@ -162,7 +189,7 @@ async def serve_websocket(
         ws = await request.accept(subprotocol=SUBPROTOCOL)
         CLIENT.set(key)
         try:
-            await _session(server, ws, replies)
+            await _session(server, ws, replies, service)
         finally:
             # Shielded so the peer hears "going away", bounded so a half-closed peer cannot hold us.
             with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -170,11 +197,11 @@ async def serve_websocket(
 
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as listening:
-            serve = functools.partial(
-                trio_websocket.serve_websocket, handle, host, port, context,
+            ws_server = trio_websocket.WebSocketServer(
+                handle, await _listeners(host, port, context, s.backlog, s.write_timeout_s),
                 handler_nursery=connections, max_message_size=s.max_request_bytes,
             )  # fmt: skip
-            ws_server = await listening.start(serve)
+            await listening.start(ws_server.run)
             scheme = "wss" if context else "ws"
             shown = f"[{host}]" if ":" in host else host
             task_status.started(f"{scheme}://{shown}:{ws_server.port}{handshake.path}")
