@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_exec import commands
+from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
 from trio_exec.commands import (
     MAX_STAGES,
     REFUSED_FAMILY,
@@ -32,6 +33,7 @@ from trio_exec.commands import (
     is_operator_element,
     is_refused_program,
     parse_command,
+    pattern_refused_examples,
     program_allowed,
 )
 from trio_exec.errors import Rejected
@@ -449,6 +451,32 @@ def test_broad_allow_patterns_are_refused_with_a_reason(pattern: str, reason: st
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="atomic groups and possessive repeats are Python 3.11+")
+@pytest.mark.parametrize(
+    ("pattern", "examples"),
+    [("[a-z0-9]+", ["sh", "python"]), ("[a-z]+", ["sh", "python"]), (r"python3\.12", ["python3.12"]),
+     (r"perl5\.36", ["perl5.36"]), ("python[0-9]", ["python0"]), ("(?i)[A-Z]+", ["sh", "python"]),
+     ("[A-Z][a-z]+", ["Sh", "Python"]), ("e[a-z]+", ["elvish", "expect"]), ("r[a-z]", ["rm"]),
+     (r"mkfs\.ext[0-9]", ["mkfs.ext4"]), ("g?zip", ["gzip"]), ("cu[a-z]+", ["curl"])],
+)  # fmt: skip
+def test_patterns_matching_refused_names_are_found_with_examples(pattern: str, examples: list[str]) -> None:
+    assert check_allow_pattern(pattern) is None  # syntactically narrow, but it admits refused programs
+    assert pattern_refused_examples(pattern, blacklist_names(DEFAULT_BLACKLIST)) == examples
+
+
+@pytest.mark.parametrize(
+    "pattern", ["g?awk", "[a-z]+sum", "(md5|sha1|sha256)sum", "git", "tar", r"x86_64-\w+", r"\d+", "a{1,3}", "^ls$",
+                "cat", "[ef]?grep", "sha[0-9]+sum"],
+)  # fmt: skip
+def test_patterns_matching_no_refused_name_pass(pattern: str) -> None:
+    assert pattern_refused_examples(pattern, blacklist_names(DEFAULT_BLACKLIST)) == []
+
+
+def test_blacklist_names_count_only_when_given() -> None:
+    assert pattern_refused_examples("g?zip") == []  # gzip is only on the template blacklist
+    assert pattern_refused_examples("g?zip", blacklist_names(["gzip"])) == ["gzip"]
+    assert pattern_refused_examples("gunzip", blacklist_names(["gzip"])) == ["gunzip"]  # the family
+
+
 def test_atomic_groups_and_possessive_repeats_are_walked() -> None:
     assert check_allow_pattern("(?>ab)+") is None
     assert check_allow_pattern("a*+") is None
@@ -776,7 +804,8 @@ def _allowlist_verdict(
     names = frozenset(name.strip() for name in allow.split(",") if name.strip())
     pattern_texts = [text.strip() for text in patterns.split(",") if text.strip()]
     try:
-        if any(check_allow_pattern(text) for text in pattern_texts) or any(map(is_refused_program, names)):
+        if any(check_allow_pattern(text) or pattern_refused_examples(text, blacklist_names(DEFAULT_BLACKLIST))
+               for text in pattern_texts) or any(map(is_refused_program, names)):  # fmt: skip
             return "reject"  # a startup refusal
         compiled = [re.compile(text) for text in pattern_texts]
         cwd = confine_directory(directory, base)

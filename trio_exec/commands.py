@@ -27,14 +27,14 @@ import re
 import stat
 import sys
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from trio_exec.binaries import fold_program_name
 from trio_exec.errors import Rejected
-from trio_exec.policies import Context, PathUse, Refusal, check_arguments
+from trio_exec.policies import POLICIES, Context, PathUse, Refusal, check_arguments
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, Kind, PathPolicy, validate_value
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "is_operator_element",
     "is_refused_program",
     "parse_command",
+    "pattern_refused_examples",
     "program_allowed",
 ]
 
@@ -527,8 +528,8 @@ def check_allow_pattern(pattern: str) -> str | None:
 
     It must compile with ``re`` and must not be able to match a path separator, whitespace, a control
     character or a shell metacharacter: '.', '\\S', '\\W', '\\D', '\\s', negated classes and ranges or
-    literals covering one of those are refused. (Matching program names that are refused anyway, such as
-    ``python3``, is allowed here: the refused family is checked on every call.)
+    literals covering one of those are refused. Which names it matches is ``pattern_refused_examples``'s
+    job (startup refuses a pattern matching a refused name; the refused family is also checked on every call).
     """
     if not pattern:
         return "the pattern is empty"
@@ -542,6 +543,41 @@ def check_allow_pattern(pattern: str) -> str | None:
         except (RecursionError, OverflowError):
             return "the pattern is too deeply nested or a repetition count is too large"
     return _pattern_problem(tree)
+
+
+# Spellings tried for every refused name: names are folded (case, version and '.suffix' dropped), so a
+# pattern matching 'python3', 'perl5.36' or 'PYTHON' admits the family as surely as one matching 'python'.
+_SUFFIXES = ("", *"0123456789", "3.12", "5.36", "2.7", "3.12.1", "-3", "_3", "-5.36", ".1", ".real", ".so", ".ext4")
+
+
+def pattern_refused_examples(pattern: str, blacklist_names: Iterable[str] = (), *, limit: int = 2) -> list[str]:
+    """Up to ``limit`` names ``pattern`` fully matches that are refused, from different groups (else []).
+
+    Refused: the refused family, and the (folded) ``blacklist_names`` that have no per-program policy here
+    (``awk``, ``git``, ``tar`` ... are policed on every call, so a pattern may admit them). Every spelling
+    tried folds to a refused name: the name as listed, folded, in upper case and capitalised, each with
+    the version suffixes above. ``pattern`` must have passed ``check_allow_pattern``.
+    """
+    compiled = re.compile(pattern)
+    blacklisted = frozenset(name for name in blacklist_names if canonical_program(name) not in POLICIES)
+    refused = REFUSED_FAMILY | blacklisted
+    groups = (*_REFUSED_GROUPS, tuple(sorted(blacklisted)))
+    examples: list[str] = []
+    for group in groups:
+        spellings = (name for name in _spellings(group) if compiled.fullmatch(name))
+        hit = next((name for name in spellings if canonical_program(name) in refused), None)
+        if hit is not None and hit not in examples:
+            examples.append(hit)
+            if len(examples) == limit:
+                break
+    return examples
+
+
+def _spellings(group: Iterable[str]) -> Iterator[str]:
+    for suffix in _SUFFIXES:
+        for name in group:
+            for base in dict.fromkeys((name, fold_program_name(name), name.upper(), name.capitalize())):
+                yield base + suffix
 
 
 def _pattern_problem(items: Iterable[tuple[Any, Any]]) -> str | None:
