@@ -408,15 +408,32 @@ _REFUSED_GROUPS: tuple[tuple[str, ...], ...] = (
      "less", "more", "most", "pg", "man", "info", "pager", "sensible-pager", "xdg-open", "sensible-browser",
      "x-www-browser", "www-browser"),
     # debuggers and tracers
-    ("gdb", "lldb", "strace", "ltrace", "valgrind", "perf"),
+    ("gdb", "gdbtui", "lldb", "strace", "ltrace", "valgrind", "perf", "catchsegv", "pdb", "bugpoint", "lli"),
+    # more wrappers that run their arguments (issue 11, item 5), found by reading the NAME/SYNOPSIS/DESCRIPTION
+    # of the manual (or the bounded `--help`) of every executable in /usr/bin, /usr/sbin, /bin and /sbin on a
+    # Debian 12 machine for "runs COMMAND [ARG]..." / "execute a program", then the issue's list and their
+    # relatives in other packages (moreutils, util-linux, firejail, libcgroup, tor, ...)
+    ("setarch", "linux32", "linux64", "i386", "x86_64", "uname26", "logsave", "ssh-agent", "fakeroot",
+     "fakeroot-sysv", "fakeroot-tcp", "fakechroot", "eatmydata", "dbus-run-session", "dbus-launch", "runcon",
+     "rlwrap", "xvfb-run", "xinit", "startx", "chronic", "ifne", "pydoc", "choom", "uclampset", "fstab-decode",
+     "systemd-inhibit", "systemd-nspawn", "systemd-cat", "debconf", "debconf-apt-progress", "slogin", "dbclient",
+     "autossh", "torsocks", "torify", "proxychains", "proxychains4", "tsocks", "faketime", "cgexec", "mpirun",
+     "mpiexec", "sem", "byobu", "dtach", "abduco", "vipe", "chpst", "runsv", "softlimit", "setuidgid",
+     "envdir", "envuidgid", "daemonize", "start-stop-daemon", "su-exec", "gosu", "newgrp", "npx", "jrunscript",
+     "cmake", "ninja", "scons", "ctest", "entr", "cpulimit", "trickle", "nocache", "aa-exec", "sandbox-exec",
+     "schroot", "proot", "fakeroot-ng", "pseudo", "lxc-attach", "lxc-execute", "docker", "podman"),
 )  # fmt: skip
-REFUSED_FAMILY: frozenset[str] = frozenset(fold_program_name(name) for group in _REFUSED_GROUPS for name in group)
+# Names that fold onto harmless programs (uname26 -> uname, x86_64 -> x, i386 -> i): matched unfolded.
+_REFUSED_EXACT: frozenset[str] = frozenset({"uname26", "x86_64", "i386", "linux32", "linux64"})
+REFUSED_FAMILY: frozenset[str] = frozenset(
+    fold_program_name(name) for group in _REFUSED_GROUPS for name in group if name not in _REFUSED_EXACT
+)
 _MULTI_CALL = frozenset({"busybox", "toybox"})  # the applet is chosen by argv[0], not by the binary's name
 
 
 def is_refused_program(name: str) -> bool:
     """True if ``name`` (a name or a path) folds to a shell, interpreter, wrapper, editor, pager or debugger."""
-    return canonical_program(name) in REFUSED_FAMILY
+    return canonical_program(name) in REFUSED_FAMILY or os.path.basename(name).lower() in _REFUSED_EXACT
 
 
 def _stage_programs(program: str, program_path: str | None) -> list[str]:
@@ -457,7 +474,9 @@ def check_stage(
     base = _real_base(base_path)
     program = stage.argv[0]
     names = _stage_programs(program, program_path)
-    refused = next((name for name in names if name in REFUSED_FAMILY), None)
+    spelled = [program] if program_path is None else [program, os.path.realpath(program_path)]
+    exact = (os.path.basename(name).lower() for name in spelled if os.path.basename(name).lower() in _REFUSED_EXACT)
+    refused = next((name for name in names if name in REFUSED_FAMILY), None) or next(exact, None)
     if refused is not None and not allow_dangerous:
         raise Rejected(
             f"the program {program!r} is refused: {refused} is a shell, interpreter, wrapper, editor, pager or "
@@ -565,7 +584,7 @@ def pattern_refused_examples(pattern: str, blacklist_names: Iterable[str] = (), 
     examples: list[str] = []
     for group in groups:
         spellings = (name for name in _spellings(group) if compiled.fullmatch(name))
-        hit = next((name for name in spellings if canonical_program(name) in refused), None)
+        hit = next((name for name in spellings if canonical_program(name) in refused or is_refused_program(name)), None)
         if hit is not None and hit not in examples:
             examples.append(hit)
             if len(examples) == limit:
