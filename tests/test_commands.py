@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -410,6 +411,67 @@ def test_a_multi_call_binary_is_policed_by_its_applet_name(base: str) -> None:
     plan = parse_command(["awk", 'BEGIN { system("id") }'], base_path=base)
     with pytest.raises(Rejected, match="system"):
         check_plan(plan, base_path=base, allow_dangerous=False, program_paths={"awk": os.path.join(base, "awk")})
+
+
+@pytest.mark.parametrize(
+    "name", ["setarch", "linux32", "linux64", "i386", "x86_64", "uname26", "logsave", "ssh-agent", "fakeroot",
+             "dbus-run-session", "runcon", "rlwrap", "xvfb-run", "chronic", "ifne", "pdb3", "pdb3.11", "pydoc3",
+             "flock", "ionice", "chrt", "taskset", "unshare", "nsenter", "script", "watch", "choom", "eatmydata",
+             "/usr/bin/x86_64", "X86_64", "faketime", "torsocks", "cgexec", "mpirun"],
+)  # fmt: skip
+def test_wrappers_that_run_their_arguments_are_refused(name: str) -> None:
+    assert is_refused_program(name)
+
+
+@pytest.mark.parametrize("name", ["uname", "x", "i", "linux", "ls", "cat", "md5sum", "id"])
+def test_names_the_wrappers_fold_onto_are_not_refused(name: str) -> None:
+    assert not is_refused_program(name)
+
+
+def _behaviour(argv: list[str], binary: str, base: str) -> None:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} is not installed")
+    if argv[0] != binary:  # an unlisted wrapper: the binary under a name (and real path) the family does not know
+        path = shutil.copy(path, Path(base).parent / argv[0])
+    check_stage(Stage(tuple(argv)), base_path=base, allow_dangerous=False, program_path=path,
+                search_path=os.environ.get("PATH", os.defpath))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "binary", "index", "named"),
+    [(["launcher", "sh", "-c", "id"], "env", 1, "sh"), (["launcher", "-i", "FOO=1", "python3"], "env", 3, "python3"),
+     (["launcher", "-w", "1", "lock", "touch", "x"], "flock", 4, "touch"), (["launcher", "sh -c id"], "env", 1, "sh"),
+     (["install", "-s", "--strip-program=sh", "a", "b"], "install", 2, "sh"),
+     (["install", "-s", "--strip-program", "sh", "a", "b"], "install", 3, "sh"),
+     (["launcher", "/bin/sh"], "env", 1, "/bin/sh")],
+)  # fmt: skip
+def test_an_unlisted_program_that_can_exec_may_not_be_handed_a_program(
+    argv: list[str], binary: str, index: int, named: str, base: str
+) -> None:
+    with pytest.raises(
+        Rejected, match=rf"can run other programs and argument {index} .* names one \({re.escape(named)}\)"
+    ):
+        _behaviour(argv, binary, base)
+
+
+@pytest.mark.parametrize(
+    ("argv", "binary"),
+    [(["echo", "ls"], "echo"), (["grep", "python", "f.txt"], "grep"), (["ls", "-la"], "ls"),
+     (["cat", "bash.txt"], "cat"), (["wc", "-l", "a;b"], "wc"), (["cat", "sh"], "cat"),
+     (["launcher", "-i", "FOO=1"], "env"), (["install", "-m", "644", "a", "b"], "install"),
+     (["sort", "-k", "2", "sh"], "sort")],  # sort can exec (--compress-program) but has a policy
+)  # fmt: skip
+def test_the_behaviour_rule_does_not_over_block(argv: list[str], binary: str, base: str) -> None:
+    _behaviour(argv, binary, base)
+
+
+def test_the_behaviour_rule_is_off_with_allow_dangerous(base: str) -> None:
+    path = shutil.copy(shutil.which("env") or "/usr/bin/env", Path(base).parent / "launcher")
+    stage = Stage(("launcher", "sh"))
+    check_stage(stage, base_path=base, allow_dangerous=True, program_path=path, search_path="/usr/bin:/bin")
+    with pytest.raises(Rejected, match="can run other programs"):
+        check_stage(stage, base_path=base, allow_dangerous=False, program_path=path, search_path="/usr/bin:/bin")
 
 
 def test_program_allowed_takes_exact_names_or_full_pattern_matches() -> None:

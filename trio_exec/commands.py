@@ -24,6 +24,7 @@ import functools
 import importlib
 import os
 import re
+import shutil
 import stat
 import sys
 import warnings
@@ -33,6 +34,7 @@ from typing import Any
 import attrs
 
 from trio_exec.binaries import fold_program_name
+from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import Rejected
 from trio_exec.policies import POLICIES, Context, PathUse, Refusal, check_arguments
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, Kind, PathPolicy, validate_value
@@ -463,13 +465,16 @@ def check_stage(
     allow_dangerous: bool,
     directory: str | None = None,
     program_path: str | None = None,
+    search_path: str | None = None,
 ) -> None:
     """Refuse the stage if its program is in the refused family (unless ``allow_dangerous``) or its arguments
     break the program's policy. Policies always apply, ``allow_dangerous`` or not.
 
     ``directory`` is the stage's confined working directory (default: the base path): relative paths in
     options such as ``sort -o`` are resolved against it. ``program_path`` is the pinned binary; when given,
-    the policies of its symlink target apply too.
+    the policies of its symlink target apply too, and with ``search_path`` (the commands' PATH) the
+    behaviour rule: a program without a policy whose binary can run programs may not be given a word
+    that names one (``_check_program_words``).
     """
     base = _real_base(base_path)
     program = stage.argv[0]
@@ -484,6 +489,9 @@ def check_stage(
             argument="command",
         )
     cwd = base if directory is None else os.path.realpath(directory)
+    unpoliced = not allow_dangerous and not any(name in POLICIES for name in names)
+    if unpoliced and program_path is not None and search_path is not None and can_run_programs(program_path):
+        _check_program_words(stage, search_path, cwd)
     confine = functools.partial(_confine_option, base=base, relative_to=cwd)
     for name in names:
         ctx = Context(program=name, directory=cwd, confine=confine)
@@ -498,6 +506,26 @@ def check_stage(
             ) from None
 
 
+def _check_program_words(stage: Stage, search_path: str, cwd: str) -> None:
+    """Refuse a word naming a program on PATH or an executable file: the word's first space-separated token,
+    or for an option word the value after its first '=' (``install --strip-program=sh``)."""
+    for index, word in enumerate(stage.argv[1:], 1):
+        value = word.partition("=")[2] if word.startswith("-") else word
+        token = next(iter(value.split()), "")
+        if "/" in token:
+            path = os.path.join(cwd, token)
+            named = os.path.isfile(path) and os.access(path, os.X_OK)
+        else:
+            named = _PROGRAM_NAME.fullmatch(token) is not None and shutil.which(token, path=search_path) is not None
+        if named:
+            raise Rejected(
+                f"{stage.argv[0]} can run other programs and argument {index} ({_excerpt(word)}) names one "
+                f"({token}); refused: a program without a policy here may not be handed a program to run "
+                "(see SECURITY.md, Refused family)",
+                argument="command",
+            )
+
+
 def _confine_option(value: str, use: PathUse, what: str, *, base: str, relative_to: str) -> None:
     _confine_file(value, base=base, relative_to=relative_to, use=use, name=what)
 
@@ -509,13 +537,19 @@ def check_plan(
     allow_dangerous: bool,
     directory: str | None = None,
     program_paths: Mapping[str, str] | None = None,
+    search_path: str | None = None,
 ) -> None:
     """``check_stage`` for every stage; messages of a multi-stage plan say which stage broke the rule."""
     for number, stage in enumerate(plan.stages, 1):
         path = None if program_paths is None else program_paths.get(stage.argv[0])
         try:
             check_stage(
-                stage, base_path=base_path, allow_dangerous=allow_dangerous, directory=directory, program_path=path
+                stage,
+                base_path=base_path,
+                allow_dangerous=allow_dangerous,
+                directory=directory,
+                program_path=path,
+                search_path=search_path,
             )
         except Rejected as exc:
             if len(plan.stages) == 1:

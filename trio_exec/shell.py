@@ -20,6 +20,7 @@ import attrs
 
 from trio_exec import commands, runner
 from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
+from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.templates import resolve_program
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
@@ -84,6 +85,7 @@ class ShellTool:
                     "the agent run anything; remove it, or pass --allow-dangerous if you accept that"
                 )
             pinned[name] = path
+            can_run_programs(path)  # read once here (cached); the behaviour rule uses it on every call
         return cls(
             base_path=base_path,
             allow_commands=frozenset(names),
@@ -158,7 +160,12 @@ class ShellTool:
         found = {name: self.pinned.get(name) or resolve_program(name, self.search_path) for name in names}
         paths = {name: path for name, path in found.items() if path is not None}
         commands.check_plan(
-            parsed, base_path=self.base_path, allow_dangerous=self.allow_dangerous, directory=cwd, program_paths=paths
+            parsed,
+            base_path=self.base_path,
+            allow_dangerous=self.allow_dangerous,
+            directory=cwd,
+            program_paths=paths,
+            search_path=self.search_path,
         )
         missing = [name for name, path in found.items() if path is None]
         if missing:
