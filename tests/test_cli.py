@@ -336,6 +336,9 @@ def test_mcp_shell_server_variables_merge_and_the_command_line_wins() -> None:
         (["--allow-commands", "bash"], "shell, interpreter"),
         (["--allow-commands", "definitely-missing-xyz"], "not installed"),
         (["--allow-patterns", ".*"], "--allow-patterns"),
+        (["--allow-patterns", "[a-z0-9]+"], "matches refused programs such as 'sh', 'python'"),
+        (["--allow-patterns", r"perl5\.36"], "'perl5.36'"),
+        (["--allow-patterns", "r[a-z]"], "'rm'"),  # the template blacklist counts too
         (["--allow-commands", "ls", "--cmd", 'shell_execute|"date"'], "clashes"),
     ],
 )
@@ -356,3 +359,13 @@ def test_session_options_come_from_flags_and_variables_and_refuse_nonsense() -> 
         proc = run_cli(*bad, *ECHO, "-d")
         assert proc.returncode == 2, bad
         assert "must be" in proc.stderr
+
+
+def test_patterns_that_match_no_refused_name_or_allow_dangerous_pass() -> None:
+    _, _, shell = compile_all(settings(["--allow-patterns", "g?awk,[a-z]+sum"]))
+    assert shell is not None
+    assert [p.pattern for p in shell.allow_patterns] == ["g?awk", "[a-z]+sum"]
+    _, _, loose = compile_all(settings(["--allow-patterns", "[a-z0-9]+", "--allow-dangerous"]))
+    assert loose is not None
+    _, _, unlisted = compile_all(settings(["--allow-patterns", "r[a-z]", "--blacklist", "gzip"]))
+    assert unlisted is not None  # rm is only refused through the blacklist it is on

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_exec import commands
+from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
 from trio_exec.commands import (
     MAX_STAGES,
     REFUSED_FAMILY,
@@ -32,6 +34,7 @@ from trio_exec.commands import (
     is_operator_element,
     is_refused_program,
     parse_command,
+    pattern_refused_examples,
     program_allowed,
 )
 from trio_exec.errors import Rejected
@@ -410,6 +413,67 @@ def test_a_multi_call_binary_is_policed_by_its_applet_name(base: str) -> None:
         check_plan(plan, base_path=base, allow_dangerous=False, program_paths={"awk": os.path.join(base, "awk")})
 
 
+@pytest.mark.parametrize(
+    "name", ["setarch", "linux32", "linux64", "i386", "x86_64", "uname26", "logsave", "ssh-agent", "fakeroot",
+             "dbus-run-session", "runcon", "rlwrap", "xvfb-run", "chronic", "ifne", "pdb3", "pdb3.11", "pydoc3",
+             "flock", "ionice", "chrt", "taskset", "unshare", "nsenter", "script", "watch", "choom", "eatmydata",
+             "/usr/bin/x86_64", "X86_64", "faketime", "torsocks", "cgexec", "mpirun"],
+)  # fmt: skip
+def test_wrappers_that_run_their_arguments_are_refused(name: str) -> None:
+    assert is_refused_program(name)
+
+
+@pytest.mark.parametrize("name", ["uname", "x", "i", "linux", "ls", "cat", "md5sum", "id"])
+def test_names_the_wrappers_fold_onto_are_not_refused(name: str) -> None:
+    assert not is_refused_program(name)
+
+
+def _behaviour(argv: list[str], binary: str, base: str) -> None:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.skip(f"{binary} is not installed")
+    if argv[0] != binary:  # an unlisted wrapper: the binary under a name (and real path) the family does not know
+        path = shutil.copy(path, Path(base).parent / argv[0])
+    check_stage(Stage(tuple(argv)), base_path=base, allow_dangerous=False, program_path=path,
+                search_path=os.environ.get("PATH", os.defpath))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "binary", "index", "named"),
+    [(["launcher", "sh", "-c", "id"], "env", 1, "sh"), (["launcher", "-i", "FOO=1", "python3"], "env", 3, "python3"),
+     (["launcher", "-w", "1", "lock", "touch", "x"], "flock", 4, "touch"), (["launcher", "sh -c id"], "env", 1, "sh"),
+     (["install", "-s", "--strip-program=sh", "a", "b"], "install", 2, "sh"),
+     (["install", "-s", "--strip-program", "sh", "a", "b"], "install", 3, "sh"),
+     (["launcher", "/bin/sh"], "env", 1, "/bin/sh")],
+)  # fmt: skip
+def test_an_unlisted_program_that_can_exec_may_not_be_handed_a_program(
+    argv: list[str], binary: str, index: int, named: str, base: str
+) -> None:
+    with pytest.raises(
+        Rejected, match=rf"can run other programs and argument {index} .* names one \({re.escape(named)}\)"
+    ):
+        _behaviour(argv, binary, base)
+
+
+@pytest.mark.parametrize(
+    ("argv", "binary"),
+    [(["echo", "ls"], "echo"), (["grep", "python", "f.txt"], "grep"), (["ls", "-la"], "ls"),
+     (["cat", "bash.txt"], "cat"), (["wc", "-l", "a;b"], "wc"), (["cat", "sh"], "cat"),
+     (["launcher", "-i", "FOO=1"], "env"), (["install", "-m", "644", "a", "b"], "install"),
+     (["sort", "-k", "2", "sh"], "sort")],  # sort can exec (--compress-program) but has a policy
+)  # fmt: skip
+def test_the_behaviour_rule_does_not_over_block(argv: list[str], binary: str, base: str) -> None:
+    _behaviour(argv, binary, base)
+
+
+def test_the_behaviour_rule_is_off_with_allow_dangerous(base: str) -> None:
+    path = shutil.copy(shutil.which("env") or "/usr/bin/env", Path(base).parent / "launcher")
+    stage = Stage(("launcher", "sh"))
+    check_stage(stage, base_path=base, allow_dangerous=True, program_path=path, search_path="/usr/bin:/bin")
+    with pytest.raises(Rejected, match="can run other programs"):
+        check_stage(stage, base_path=base, allow_dangerous=False, program_path=path, search_path="/usr/bin:/bin")
+
+
 def test_program_allowed_takes_exact_names_or_full_pattern_matches() -> None:
     patterns = [re.compile("g?awk"), re.compile(r"x86_64-\w+")]
     assert program_allowed("ls", frozenset({"ls"}), [])
@@ -449,6 +513,32 @@ def test_broad_allow_patterns_are_refused_with_a_reason(pattern: str, reason: st
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="atomic groups and possessive repeats are Python 3.11+")
+@pytest.mark.parametrize(
+    ("pattern", "examples"),
+    [("[a-z0-9]+", ["sh", "python"]), ("[a-z]+", ["sh", "python"]), (r"python3\.12", ["python3.12"]),
+     (r"perl5\.36", ["perl5.36"]), ("python[0-9]", ["python0"]), ("(?i)[A-Z]+", ["sh", "python"]),
+     ("[A-Z][a-z]+", ["Sh", "Python"]), ("e[a-z]+", ["elvish", "expect"]), ("r[a-z]", ["rm"]),
+     (r"mkfs\.ext[0-9]", ["mkfs.ext4"]), ("g?zip", ["gzip"]), ("cu[a-z]+", ["curl"])],
+)  # fmt: skip
+def test_patterns_matching_refused_names_are_found_with_examples(pattern: str, examples: list[str]) -> None:
+    assert check_allow_pattern(pattern) is None  # syntactically narrow, but it admits refused programs
+    assert pattern_refused_examples(pattern, blacklist_names(DEFAULT_BLACKLIST)) == examples
+
+
+@pytest.mark.parametrize(
+    "pattern", ["g?awk", "[a-z]+sum", "(md5|sha1|sha256)sum", "git", "tar", r"x86_64-\w+", r"\d+", "a{1,3}", "^ls$",
+                "cat", "[ef]?grep", "sha[0-9]+sum"],
+)  # fmt: skip
+def test_patterns_matching_no_refused_name_pass(pattern: str) -> None:
+    assert pattern_refused_examples(pattern, blacklist_names(DEFAULT_BLACKLIST)) == []
+
+
+def test_blacklist_names_count_only_when_given() -> None:
+    assert pattern_refused_examples("g?zip") == []  # gzip is only on the template blacklist
+    assert pattern_refused_examples("g?zip", blacklist_names(["gzip"])) == ["gzip"]
+    assert pattern_refused_examples("gunzip", blacklist_names(["gzip"])) == ["gunzip"]  # the family
+
+
 def test_atomic_groups_and_possessive_repeats_are_walked() -> None:
     assert check_allow_pattern("(?>ab)+") is None
     assert check_allow_pattern("a*+") is None
@@ -776,7 +866,8 @@ def _allowlist_verdict(
     names = frozenset(name.strip() for name in allow.split(",") if name.strip())
     pattern_texts = [text.strip() for text in patterns.split(",") if text.strip()]
     try:
-        if any(check_allow_pattern(text) for text in pattern_texts) or any(map(is_refused_program, names)):
+        if any(check_allow_pattern(text) or pattern_refused_examples(text, blacklist_names(DEFAULT_BLACKLIST))
+               for text in pattern_texts) or any(map(is_refused_program, names)):  # fmt: skip
             return "reject"  # a startup refusal
         compiled = [re.compile(text) for text in pattern_texts]
         cwd = confine_directory(directory, base)

@@ -179,3 +179,19 @@ def test_allowlisting_a_shell_or_a_loose_pattern_is_refused_at_startup(tmp_path:
         )  # fmt: skip
         assert proc.returncode == 2
         assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_pattern_matching_refused_programs_stops_the_server_with_examples(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    for pattern, example in (("[a-z0-9]+", "'sh', 'python'"), (r"python3\.[0-9]+", "'python3.12'")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "trio_exec", "--base-path", str(tmp_path)],
+            capture_output=True, text=True, check=False, timeout=60,
+            env={**os.environ, "ALLOW_PATTERNS": pattern},
+        )  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        [line] = proc.stderr.strip().splitlines()
+        assert f"--allow-patterns {pattern!r}: it matches refused programs such as {example}" in line
+        assert "--allow-commands" in line

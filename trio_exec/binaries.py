@@ -73,6 +73,13 @@ def _family(folded_entry: str) -> frozenset[str]:
     return frozenset(members)
 
 
+def blacklist_names(blacklist: Iterable[str]) -> frozenset[str]:
+    """Every folded name the blacklist refuses: each entry and its family (busybox/toybox when non-empty)."""
+    entries = [entry.strip() for entry in blacklist if entry.strip()]
+    names = {name for entry in entries for name in _family(fold_program_name(os.path.basename(entry)))}
+    return frozenset(names | (_MULTI_CALL if entries else set()))
+
+
 def blacklist_match(program_path: str, blacklist: Iterable[str]) -> str | None:
     """The blacklist entry matching the program or its symlink target, else None.
 

@@ -835,6 +835,7 @@ def compile_all(settings: Settings) -> tuple[Context, list[Template], ShellTool 
             search_path=settings.search_path,
             allow_dangerous=settings.allow_dangerous,
             allow_missing=settings.allow_missing_binaries,
+            blacklist=settings.blacklist,
             home="",  # made at serve time (a private empty folder)
         )
     return ctx, [compile_tool(spec, ctx) for spec in settings.tools], shell

@@ -24,17 +24,19 @@ import functools
 import importlib
 import os
 import re
+import shutil
 import stat
 import sys
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from trio_exec.binaries import fold_program_name
+from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import Rejected
-from trio_exec.policies import Context, PathUse, Refusal, check_arguments
+from trio_exec.policies import POLICIES, Context, PathUse, Refusal, check_arguments
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, Kind, PathPolicy, validate_value
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "is_operator_element",
     "is_refused_program",
     "parse_command",
+    "pattern_refused_examples",
     "program_allowed",
 ]
 
@@ -407,15 +410,32 @@ _REFUSED_GROUPS: tuple[tuple[str, ...], ...] = (
      "less", "more", "most", "pg", "man", "info", "pager", "sensible-pager", "xdg-open", "sensible-browser",
      "x-www-browser", "www-browser"),
     # debuggers and tracers
-    ("gdb", "lldb", "strace", "ltrace", "valgrind", "perf"),
+    ("gdb", "gdbtui", "lldb", "strace", "ltrace", "valgrind", "perf", "catchsegv", "pdb", "bugpoint", "lli"),
+    # more wrappers that run their arguments (issue 11, item 5), found by reading the NAME/SYNOPSIS/DESCRIPTION
+    # of the manual (or the bounded `--help`) of every executable in /usr/bin, /usr/sbin, /bin and /sbin on a
+    # Debian 12 machine for "runs COMMAND [ARG]..." / "execute a program", then the issue's list and their
+    # relatives in other packages (moreutils, util-linux, firejail, libcgroup, tor, ...)
+    ("setarch", "linux32", "linux64", "i386", "x86_64", "uname26", "logsave", "ssh-agent", "fakeroot",
+     "fakeroot-sysv", "fakeroot-tcp", "fakechroot", "eatmydata", "dbus-run-session", "dbus-launch", "runcon",
+     "rlwrap", "xvfb-run", "xinit", "startx", "chronic", "ifne", "pydoc", "choom", "uclampset", "fstab-decode",
+     "systemd-inhibit", "systemd-nspawn", "systemd-cat", "debconf", "debconf-apt-progress", "slogin", "dbclient",
+     "autossh", "torsocks", "torify", "proxychains", "proxychains4", "tsocks", "faketime", "cgexec", "mpirun",
+     "mpiexec", "sem", "byobu", "dtach", "abduco", "vipe", "chpst", "runsv", "softlimit", "setuidgid",
+     "envdir", "envuidgid", "daemonize", "start-stop-daemon", "su-exec", "gosu", "newgrp", "npx", "jrunscript",
+     "cmake", "ninja", "scons", "ctest", "entr", "cpulimit", "trickle", "nocache", "aa-exec", "sandbox-exec",
+     "schroot", "proot", "fakeroot-ng", "pseudo", "lxc-attach", "lxc-execute", "docker", "podman"),
 )  # fmt: skip
-REFUSED_FAMILY: frozenset[str] = frozenset(fold_program_name(name) for group in _REFUSED_GROUPS for name in group)
+# Names that fold onto harmless programs (uname26 -> uname, x86_64 -> x, i386 -> i): matched unfolded.
+_REFUSED_EXACT: frozenset[str] = frozenset({"uname26", "x86_64", "i386", "linux32", "linux64"})
+REFUSED_FAMILY: frozenset[str] = frozenset(
+    fold_program_name(name) for group in _REFUSED_GROUPS for name in group if name not in _REFUSED_EXACT
+)
 _MULTI_CALL = frozenset({"busybox", "toybox"})  # the applet is chosen by argv[0], not by the binary's name
 
 
 def is_refused_program(name: str) -> bool:
     """True if ``name`` (a name or a path) folds to a shell, interpreter, wrapper, editor, pager or debugger."""
-    return canonical_program(name) in REFUSED_FAMILY
+    return canonical_program(name) in REFUSED_FAMILY or os.path.basename(name).lower() in _REFUSED_EXACT
 
 
 def _stage_programs(program: str, program_path: str | None) -> list[str]:
@@ -445,18 +465,23 @@ def check_stage(
     allow_dangerous: bool,
     directory: str | None = None,
     program_path: str | None = None,
+    search_path: str | None = None,
 ) -> None:
     """Refuse the stage if its program is in the refused family (unless ``allow_dangerous``) or its arguments
     break the program's policy. Policies always apply, ``allow_dangerous`` or not.
 
     ``directory`` is the stage's confined working directory (default: the base path): relative paths in
     options such as ``sort -o`` are resolved against it. ``program_path`` is the pinned binary; when given,
-    the policies of its symlink target apply too.
+    the policies of its symlink target apply too, and with ``search_path`` (the commands' PATH) the
+    behaviour rule: a program without a policy whose binary can run programs may not be given a word
+    that names one (``_check_program_words``).
     """
     base = _real_base(base_path)
     program = stage.argv[0]
     names = _stage_programs(program, program_path)
-    refused = next((name for name in names if name in REFUSED_FAMILY), None)
+    spelled = [program] if program_path is None else [program, os.path.realpath(program_path)]
+    exact = (os.path.basename(name).lower() for name in spelled if os.path.basename(name).lower() in _REFUSED_EXACT)
+    refused = next((name for name in names if name in REFUSED_FAMILY), None) or next(exact, None)
     if refused is not None and not allow_dangerous:
         raise Rejected(
             f"the program {program!r} is refused: {refused} is a shell, interpreter, wrapper, editor, pager or "
@@ -464,6 +489,9 @@ def check_stage(
             argument="command",
         )
     cwd = base if directory is None else os.path.realpath(directory)
+    unpoliced = not allow_dangerous and not any(name in POLICIES for name in names)
+    if unpoliced and program_path is not None and search_path is not None and can_run_programs(program_path):
+        _check_program_words(stage, search_path, cwd)
     confine = functools.partial(_confine_option, base=base, relative_to=cwd)
     for name in names:
         ctx = Context(program=name, directory=cwd, confine=confine)
@@ -478,6 +506,26 @@ def check_stage(
             ) from None
 
 
+def _check_program_words(stage: Stage, search_path: str, cwd: str) -> None:
+    """Refuse a word naming a program on PATH or an executable file: the word's first space-separated token,
+    or for an option word the value after its first '=' (``install --strip-program=sh``)."""
+    for index, word in enumerate(stage.argv[1:], 1):
+        value = word.partition("=")[2] if word.startswith("-") else word
+        token = next(iter(value.split()), "")
+        if "/" in token:
+            path = os.path.join(cwd, token)
+            named = os.path.isfile(path) and os.access(path, os.X_OK)
+        else:
+            named = _PROGRAM_NAME.fullmatch(token) is not None and shutil.which(token, path=search_path) is not None
+        if named:
+            raise Rejected(
+                f"{stage.argv[0]} can run other programs and argument {index} ({_excerpt(word)}) names one "
+                f"({token}); refused: a program without a policy here may not be handed a program to run "
+                "(see SECURITY.md, Refused family)",
+                argument="command",
+            )
+
+
 def _confine_option(value: str, use: PathUse, what: str, *, base: str, relative_to: str) -> None:
     _confine_file(value, base=base, relative_to=relative_to, use=use, name=what)
 
@@ -489,13 +537,19 @@ def check_plan(
     allow_dangerous: bool,
     directory: str | None = None,
     program_paths: Mapping[str, str] | None = None,
+    search_path: str | None = None,
 ) -> None:
     """``check_stage`` for every stage; messages of a multi-stage plan say which stage broke the rule."""
     for number, stage in enumerate(plan.stages, 1):
         path = None if program_paths is None else program_paths.get(stage.argv[0])
         try:
             check_stage(
-                stage, base_path=base_path, allow_dangerous=allow_dangerous, directory=directory, program_path=path
+                stage,
+                base_path=base_path,
+                allow_dangerous=allow_dangerous,
+                directory=directory,
+                program_path=path,
+                search_path=search_path,
             )
         except Rejected as exc:
             if len(plan.stages) == 1:
@@ -527,8 +581,8 @@ def check_allow_pattern(pattern: str) -> str | None:
 
     It must compile with ``re`` and must not be able to match a path separator, whitespace, a control
     character or a shell metacharacter: '.', '\\S', '\\W', '\\D', '\\s', negated classes and ranges or
-    literals covering one of those are refused. (Matching program names that are refused anyway, such as
-    ``python3``, is allowed here: the refused family is checked on every call.)
+    literals covering one of those are refused. Which names it matches is ``pattern_refused_examples``'s
+    job (startup refuses a pattern matching a refused name; the refused family is also checked on every call).
     """
     if not pattern:
         return "the pattern is empty"
@@ -542,6 +596,41 @@ def check_allow_pattern(pattern: str) -> str | None:
         except (RecursionError, OverflowError):
             return "the pattern is too deeply nested or a repetition count is too large"
     return _pattern_problem(tree)
+
+
+# Spellings tried for every refused name: names are folded (case, version and '.suffix' dropped), so a
+# pattern matching 'python3', 'perl5.36' or 'PYTHON' admits the family as surely as one matching 'python'.
+_SUFFIXES = ("", *"0123456789", "3.12", "5.36", "2.7", "3.12.1", "-3", "_3", "-5.36", ".1", ".real", ".so", ".ext4")
+
+
+def pattern_refused_examples(pattern: str, blacklist_names: Iterable[str] = (), *, limit: int = 2) -> list[str]:
+    """Up to ``limit`` names ``pattern`` fully matches that are refused, from different groups (else []).
+
+    Refused: the refused family, and the (folded) ``blacklist_names`` that have no per-program policy here
+    (``awk``, ``git``, ``tar`` ... are policed on every call, so a pattern may admit them). Every spelling
+    tried folds to a refused name: the name as listed, folded, in upper case and capitalised, each with
+    the version suffixes above. ``pattern`` must have passed ``check_allow_pattern``.
+    """
+    compiled = re.compile(pattern)
+    blacklisted = frozenset(name for name in blacklist_names if canonical_program(name) not in POLICIES)
+    refused = REFUSED_FAMILY | blacklisted
+    groups = (*_REFUSED_GROUPS, tuple(sorted(blacklisted)))
+    examples: list[str] = []
+    for group in groups:
+        spellings = (name for name in _spellings(group) if compiled.fullmatch(name))
+        hit = next((name for name in spellings if canonical_program(name) in refused or is_refused_program(name)), None)
+        if hit is not None and hit not in examples:
+            examples.append(hit)
+            if len(examples) == limit:
+                break
+    return examples
+
+
+def _spellings(group: Iterable[str]) -> Iterator[str]:
+    for suffix in _SUFFIXES:
+        for name in group:
+            for base in dict.fromkeys((name, fold_program_name(name), name.upper(), name.capitalize())):
+                yield base + suffix
 
 
 def _pattern_problem(items: Iterable[tuple[Any, Any]]) -> str | None:

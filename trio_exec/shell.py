@@ -3,7 +3,8 @@
 Startup (``ShellTool.create``): every allowlisted program is resolved and pinned; allowlisting a
 shell, interpreter, wrapper, editor, pager or debugger is a ``ConfigError`` unless
 ``--allow-dangerous``; every ``--allow-patterns`` entry must be unable to match a path, a space or
-shell syntax. Per call (``ShellTool.plan``, pure apart from path checks and a PATH look-up for
+shell syntax, and (unless ``--allow-dangerous``) must match no refused-family or unpoliced blacklist
+name. Per call (``ShellTool.plan``, pure apart from path checks and a PATH look-up for
 pattern-matched names): directory confinement -> parsing (``commands.parse_command``) -> the
 allowlist -> per-program policies on every stage -> an ``ExecPlan`` for the runner. Every refusal
 happens before anything is opened, truncated or started.
@@ -18,6 +19,8 @@ from typing import Any
 import attrs
 
 from trio_exec import commands, runner
+from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
+from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.templates import resolve_program
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
@@ -51,12 +54,21 @@ class ShellTool:
         allow_dangerous: bool,
         allow_missing: bool,
         home: str,
+        blacklist: tuple[str, ...] = DEFAULT_BLACKLIST,
     ) -> ShellTool:
         compiled = []
+        refusable = blacklist_names(blacklist)
         for pattern in patterns:
             problem = commands.check_allow_pattern(pattern)
             if problem is not None:
                 raise ConfigError(f"--allow-patterns {pattern!r}: {problem}")
+            examples = [] if allow_dangerous else commands.pattern_refused_examples(pattern, refusable)
+            if examples:
+                raise ConfigError(
+                    f"--allow-patterns {pattern!r}: it matches refused programs such as "
+                    f"{', '.join(map(repr, examples))}; list the programs you mean in --allow-commands "
+                    "(or pass --allow-dangerous if you accept that)"
+                )
             compiled.append(re.compile(pattern))
         pinned = {}
         for name in names:
@@ -73,6 +85,7 @@ class ShellTool:
                     "the agent run anything; remove it, or pass --allow-dangerous if you accept that"
                 )
             pinned[name] = path
+            can_run_programs(path)  # read once here (cached); the behaviour rule uses it on every call
         return cls(
             base_path=base_path,
             allow_commands=frozenset(names),
@@ -147,7 +160,12 @@ class ShellTool:
         found = {name: self.pinned.get(name) or resolve_program(name, self.search_path) for name in names}
         paths = {name: path for name, path in found.items() if path is not None}
         commands.check_plan(
-            parsed, base_path=self.base_path, allow_dangerous=self.allow_dangerous, directory=cwd, program_paths=paths
+            parsed,
+            base_path=self.base_path,
+            allow_dangerous=self.allow_dangerous,
+            directory=cwd,
+            program_paths=paths,
+            search_path=self.search_path,
         )
         missing = [name for name, path in found.items() if path is None]
         if missing:
