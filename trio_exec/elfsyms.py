@@ -96,8 +96,9 @@ def _imported(file: BinaryIO) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def _interpreter(path: str) -> str | None:
-    """The interpreter a ``#!`` script names (``/usr/bin/env X`` is env itself), else None."""
+def shebang(path: str) -> str | None:
+    """The interpreter a ``#!`` script names ("" when the line names none; ``/usr/bin/env X`` is env itself),
+    else None (not a script, or unreadable)."""
     try:
         with open(path, "rb") as file:
             line = file.readline(256)
@@ -117,7 +118,7 @@ def can_run_programs(path: str, _depth: int = 0) -> bool:
     pattern admits at call time.
     """
     real = os.path.realpath(path)
-    interpreter = _interpreter(real)
+    interpreter = shebang(real)
     if interpreter is not None:
         if not interpreter or _depth >= MAX_SCRIPT_DEPTH:
             return True

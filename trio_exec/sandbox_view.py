@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 
 import attrs
 
+from trio_exec.elfsyms import shebang
+
 # The system runtime every program needs, read-only. Merged-/usr systems have the top-level names
 # as symlinks into /usr: they are recreated as the same symlinks.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -86,22 +88,10 @@ def program_prefixes(program: str) -> tuple[str, ...]:
             folder = parent
         if not _too_broad(folder):
             found.append(folder)
-    interpreter = _shebang(os.path.realpath(program))
-    if interpreter is not None and interpreter != program:
+    interpreter = shebang(os.path.realpath(program))
+    if interpreter and interpreter.startswith("/") and interpreter != program:
         found += program_prefixes(interpreter)
     return tuple(dict.fromkeys(found))
-
-
-def _shebang(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(256)
-    except OSError:
-        return None
-    if not head.startswith(b"#!"):
-        return None
-    words = head[2:].split(b"\n", 1)[0].split()
-    return os.fsdecode(words[0]) if words and words[0].startswith(b"/") else None
 
 
 def _too_broad(folder: str) -> bool:
