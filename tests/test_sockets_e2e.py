@@ -188,3 +188,35 @@ async def test_a_websocket_client_that_never_reads_a_large_result_is_dropped(tmp
     dropped = [e for e in events if e["event"] == "connection_dropped"]
     assert [(e["transport"], e["reason"]) for e in dropped] == [("websocket", "write_timeout")]
     assert "reset" in ended.lower() or ended == "EOF", ended
+
+
+def _rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+STUCK = 100
+
+
+async def test_memory_held_for_stuck_readers_is_returned_once_they_are_dropped() -> None:
+    # 100 clients that never read a 1 MiB result (6 MiB of JSON: NULs are escaped) hold it unsent until
+    # the write timeout drops them; the server must then shrink back (glibc kept 170-410 MB of it before).
+    args = ["--transport", "streamable-http", *BIG, "--rate-limit-rps", "0", "--max-concurrent", str(STUCK)]
+    async with run_server(*args) as server:
+        host, port = _host_port(server.base)
+        idle = _rss_kib(server.proc.pid)
+        body = CALL.encode()
+        request = (
+            b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        stuck = [await _tiny_window_stream(host, port) for _ in range(STUCK)]
+        for stream in stuck:
+            await stream.send_all(request)
+        with trio.fail_after(120):
+            while server.log.count(b"dropped the connection") < STUCK:  # noqa: ASYNC110 - the server's stderr
+                await trio.sleep(0.1)
+        grown_mib = (_rss_kib(server.proc.pid) - idle) / 1024
+        for stream in stuck:
+            await stream.aclose()
+    assert grown_mib < 60, f"the server kept {grown_mib:.0f} MiB after its stuck clients were dropped"

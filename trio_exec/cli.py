@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import docopt
 
-from trio_exec import __version__, procfs, sandbox
+from trio_exec import __version__, memory, procfs, sandbox
 from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.config import Limits, Settings, ToolSpec, check_paths, load_toml, split_config
 from trio_exec.errors import ConfigError
@@ -974,6 +974,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # Not even a command of our own user (an unsandboxed one, or anything else it runs) may read our
     # memory through /proc/<pid>/mem, nor our fds or environment: the kernel refuses a non-dumpable process.
     procfs.set_dumpable(False)
+    memory.return_large_blocks()  # a burst of large results must not leave the server big for good
     if box.mode is sandbox.Mode.LANDLOCK:  # no PID namespace: find what a call leaves behind as our orphans
         procfs.set_subreaper()
     # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank every value there
