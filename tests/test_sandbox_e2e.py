@@ -23,7 +23,7 @@ import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import assert_gone, connect, processes_with, server_params
+from tests.conftest import PY_VIEW, assert_gone, connect, processes_with, server_params, sleeper
 from tests.netserver import run_server
 
 PY = sys.executable
@@ -164,6 +164,7 @@ async def test_shell_execute_file_operands_cannot_reach_outside_the_base(root: P
     assert (root / "base" / "made-inside").exists()  # ordinary work inside the base still works
 
 
+@pytest.mark.parametrize("layer", ["bwrap", "landlock", "off"])  # off: the server is the subreaper all the same
 async def test_a_daemon_holding_the_pipes_does_not_hold_the_call(root: Path, layer: str) -> None:
     code = (
         "import os, subprocess, sys\n"
@@ -179,6 +180,22 @@ async def test_a_daemon_holding_the_pipes_does_not_hold_the_call(root: Path, lay
         await trio.to_thread.run_sync(assert_gone, marker, 2.0)  # while the server still runs
     assert (c["exit_code"], c["timed_out"], c["stdout"]) == (0, False, "started\n")
     assert c["duration_ms"] < 10_000
+
+
+async def test_a_sandbox_stopped_while_it_sets_up_leaves_no_process(root: Path) -> None:
+    """bwrap killed in its first milliseconds (a timeout, a cancel, a shutdown), before the PID 1 it cloned has
+    asked to die with it, used to leave that PID 1 and the command running for good; the set-up takes a few
+    milliseconds whatever the machine, so the timeouts sweep 2 to 60 ms, twice."""
+    marker = f"m-{uuid.uuid4().hex}"
+    tools = [
+        f"[tools.t{ms}]\ntemplate = {json.dumps(sleeper(marker))}\ntimeout_s = {ms / 1000}\n" for ms in range(2, 61, 2)
+    ]
+    (root / "setup.toml").write_text("".join(tools))
+    args = ["--allow-dangerous", "--config", str(root / "setup.toml"), "--circuit-threshold", "1000", *PY_VIEW]
+    async with connect(*args) as client:
+        for ms in [*range(2, 61, 2)] * 2:
+            assert content(await client.call_tool(f"t{ms}", {}))["timed_out"]
+        await trio.to_thread.run_sync(assert_gone, marker, 2.0)  # while the server still runs
 
 
 def _sleepy_config(root: Path, marker: str) -> tuple[list[str], str]:

@@ -10,7 +10,11 @@ Invariants:
 - the timeout is a cancel scope, turned into ``timed_out`` at one place;
 - every process starts inside the plan's sandbox (``sandbox.Sandbox.prepare``), from the trio thread
   (so ``--die-with-parent``/``PR_SET_PDEATHSIG`` hold for the server's whole life), and is waited for
-  through a pidfd; without a PID namespace (Landlock) a call's orphans are killed when it ends.
+  through a pidfd;
+- what escapes the group is killed when the call ends: the server is the subreaper of everything it
+  starts (``adopt_orphans``), so a ``setsid`` daemon (no PID namespace: Landlock, no sandbox) and a
+  bwrap sandbox whose outer process was killed while it was still setting up (its PID 1 had not yet
+  asked to die with its parent) become the server's orphans, and each call's end kills every orphan.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 import attrs
 import trio
 
+from trio_exec import procfs
 from trio_exec.config import Limits
 from trio_exec.errors import ConfigError, SpawnFailed
 from trio_exec.sandbox import Box, Mode, Prepared, Sandbox
@@ -239,6 +244,18 @@ class _Wiring:
 
 
 _LIVE: set[int] = set()  # pids of started processes not reaped yet: never taken for orphans
+_ADOPTING = False  # the server is the subreaper of its commands (adopt_orphans): their orphans are its children
+
+
+def adopt_orphans() -> bool:
+    """Make this process the subreaper of every command it starts, so each call kills what escaped its group.
+
+    Only a server calls this: any other child of the process (a test's own subprocess) would be taken for
+    an orphan. True if the kernel agreed.
+    """
+    global _ADOPTING  # one switch for the process's life, set once at start-up
+    _ADOPTING = procfs.set_subreaper()
+    return _ADOPTING
 
 
 class Child:
@@ -282,10 +299,12 @@ def _orphans() -> list[int]:
 
 
 async def kill_orphans() -> None:
-    """SIGKILL and reap every orphan (and the orphans their deaths make), for layers without a PID namespace.
+    """SIGKILL and reap every orphan (and the orphans their deaths make).
 
-    An orphan is a command's descendant whose parent exited: a daemon that called ``setsid`` is one. As
-    their subreaper, the server is their parent, so their pids stay theirs until reaped here.
+    An orphan is a command's descendant whose parent exited: a daemon that called ``setsid`` is one, and so
+    is the PID 1 of a bwrap sandbox whose outer bwrap was killed before that PID 1 set ``PR_SET_PDEATHSIG``
+    (killing it ends its whole PID namespace). As their subreaper, the server is their parent, so their
+    pids stay theirs until reaped here. Another call's orphans go too: no orphan is ever legitimate.
     """
     for _ in range(16):  # each round's deaths re-parent their children to us
         found = _orphans()
@@ -401,8 +420,8 @@ async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
     wiring = _Wiring()
     streams: list[trio.lowlevel.FdStream] = []
     prepared: list[Prepared] = []
-    # Without a PID namespace (Landlock) a daemon that left the group is found as an orphan of ours.
-    orphans = plan.sandbox is not None and plan.sandbox.mode is Mode.LANDLOCK
+    # A daemon that left the group, or a sandbox cut off mid set-up, is found as an orphan of ours.
+    orphans = _ADOPTING
     try:
         out_r, out_w = wiring.pipe()
         err_r, err_w = wiring.pipe()

@@ -13,7 +13,8 @@ Detected once at start-up (``detect``), used by the runner for every process it 
   the tool says ``writable = false``), a private ``/tmp``, a minimal ``/dev``, its own ``/proc``
   (``/proc/sys`` read-only) and nothing else; no capabilities, ``no_new_privs``, the seccomp filter
   below; the whole tree dies with the call and with the server (``--die-with-parent``, which holds
-  because the runner spawns on the trio thread, which lives as long as the server).
+  because the runner spawns on the trio thread, which lives as long as the server; a bwrap killed before
+  its PID 1 set that signal leaves the PID 1 as the server's orphan, killed when the call ends).
 - **landlock** (where user namespaces are refused: Docker's default profile, Ubuntu's AppArmor rule):
   the kernel's Landlock LSM (ABI >= 4), applied in the child before exec, allows the same paths
   (read-only system and program prefixes, the base path, a private per-call ``TMPDIR``), refuses every
