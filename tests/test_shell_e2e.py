@@ -46,6 +46,16 @@ async def test_the_tool_is_listed_with_its_schema_and_allowed_programs(base: Pat
     assert tool.output_schema == SHELL_OUTPUT_SCHEMA
 
 
+async def test_numbers_in_the_command_become_their_canonical_text(base: Path) -> None:
+    async with connect(*args(base)) as client:
+        (tool,) = (await client.list_tools()).tools
+        numbers = content(await client.call_tool("shell_execute", {"command": ["head", "-n", 2, "in.txt"]}))
+        boolean = content(await client.call_tool("shell_execute", {"command": ["echo", True]}))
+    assert tool.input_schema["properties"]["command"]["items"]["type"] == ["string", "number"]
+    assert numbers["stdout"] == "pear\napple\n"
+    assert boolean["error"]["code"] == "invalid_arguments"  # a boolean is no argv word
+
+
 async def test_pipelines_run_concurrently_with_per_stage_exit_codes(base: Path) -> None:
     async with connect(*args(base)) as client:
         with trio.fail_after(10):  # yes never ends unless head runs at the same time

@@ -31,7 +31,7 @@ async def test_lists_one_tool_per_template_with_schemas(mode: str) -> None:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == {"echo", "date"}
     echo = tools["echo"]
-    assert echo.input_schema["properties"]["message"]["type"] == "string"
+    assert echo.input_schema["properties"]["message"]["type"] == ["string", "number", "boolean"]
     assert echo.input_schema["required"] == ["message"]
     assert echo.input_schema["additionalProperties"] is False
     assert "timeout" in echo.input_schema["properties"]
@@ -99,6 +99,22 @@ async def test_arguments_that_break_the_schema_are_tool_errors_the_model_reads(
     assert rule in result.content[0].text  # type: ignore[union-attr]
     assert after.structured_content is not None
     assert after.structured_content["stdout"] == "fixed\n"
+
+
+async def test_numbers_and_booleans_for_text_placeholders_become_their_canonical_text(mode: str) -> None:
+    """Both Inspectors send ``message=42`` as the JSON number 42, and models do the same; the schema says so."""
+    async with connect(*ECHO, mode=mode) as client:
+        (tool,) = (await client.list_tools()).tools
+        outputs = []
+        for value in (42, 2.0, 0.5, -0.0, True, 10**20):
+            result = await client.call_tool("echo", {"message": value})
+            assert result.structured_content is not None
+            outputs.append(result.structured_content["stdout"])
+        listed = await client.call_tool("echo", {"message": [1]})
+    assert tool.input_schema["properties"]["message"]["type"] == ["string", "number", "boolean"]
+    assert outputs == ["42\n", "2\n", "0.5\n", "0\n", "true\n", "100000000000000000000\n"]
+    assert listed.structured_content is not None
+    assert listed.structured_content["error"]["code"] == "invalid_arguments"  # a list is still no text
 
 
 async def test_an_unknown_tool_is_invalid_params(mode: str) -> None:

@@ -6,11 +6,22 @@ import os
 import shutil
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.config import ArgSpec, ToolSpec
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
-from trio_exec.templates import Context, Placeholder, compile_tool, input_schema, parse_specs, render
+from trio_exec.templates import (
+    Context,
+    Placeholder,
+    as_text,
+    compile_tool,
+    input_schema,
+    parse_specs,
+    render,
+    text_arguments,
+)
 from trio_exec.validation import Constraint, Kind, PathPolicy
 
 SEARCH = os.environ.get("PATH", os.defpath)
@@ -150,7 +161,7 @@ def test_input_schema_lists_placeholders_defaults_and_constraints() -> None:
     schema = input_schema(compile_tool(spec, ctx()), max_timeout_s=300, stdin=True)
     assert schema["required"] == ["n", "e"]
     assert schema["properties"]["a"] == {
-        "type": "string",
+        "type": ["string", "number", "boolean"],  # a plain value: numbers and booleans become text
         "maxLength": 5,
         "pattern": "^(?:[a-z]+)$",
         "description": schema["properties"]["a"]["description"],
@@ -161,6 +172,70 @@ def test_input_schema_lists_placeholders_defaults_and_constraints() -> None:
     assert schema["properties"]["e"]["enum"] == ["one", "two"]
     assert schema["properties"]["timeout"]["maximum"] == 300
     assert schema["properties"]["stdin"]["type"] == "string"
+    strict = input_schema(compile_tool(spec, ctx()), max_timeout_s=300, stdin=True, published=False)
+    assert strict["properties"]["a"]["type"] == "string"  # what the server checks, once numbers are text
+    assert {k: v for k, v in strict["properties"]["a"].items() if k != "type"} == {
+        k: v for k, v in schema["properties"]["a"].items() if k != "type"
+    }
+
+
+def test_numbers_and_booleans_are_accepted_as_text_where_text_is_taken() -> None:
+    spec = tool(
+        "echo {message} {regex} {verbose_flag} {file_path} {n} {e}",
+        args={
+            "n": ArgSpec(kind=Kind.INTEGER),
+            "e": ArgSpec(kind=Kind.ENUM, constraint=Constraint(enum=("1", "2"))),
+        },
+    )
+    t = compile_tool(spec, ctx())
+    schema = input_schema(t, max_timeout_s=300, stdin=False)["properties"]
+    assert schema["message"]["type"] == ["string", "number", "boolean"]
+    assert schema["regex"]["type"] == ["string", "number"]
+    assert schema["verbose_flag"]["type"] == ["string", "number"]
+    assert schema["file_path"]["type"] == "string"  # a path is text, and a number is no path
+    assert schema["e"]["type"] == "string"  # the listed values are the exact spellings
+    given_ = {"message": 42, "regex": 2.0, "verbose_flag": -1, "file_path": 7, "n": 3, "e": 1, "other": 5}
+    assert text_arguments(t, given_) == {**given_, "message": "42", "regex": "2", "verbose_flag": "-1"}
+    assert text_arguments(t, {"message": True, "regex": False}) == {"message": "true", "regex": False}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (2, "2"),
+        (2.0, "2"),
+        (-0.0, "0"),
+        (0.5, "0.5"),
+        (1e20, "1e+20"),
+        (2.0**53, "9007199254740992.0"),
+        (-7, "-7"),
+        (1.5e-7, "1.5e-07"),
+    ],
+)
+def test_a_number_becomes_its_canonical_text(value: float, text: str) -> None:
+    assert as_text(value) == text
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**100, "2", None, [1], {"a": 1}, True])
+def test_what_is_not_a_finite_json_number_is_left_for_the_checks(value: object) -> None:
+    assert as_text(value) is None  # NaN and huge integers are refused later with their own message
+
+
+@given(st.integers(min_value=-(10**99), max_value=10**99))
+def test_an_integer_reads_back_from_its_text(n: int) -> None:
+    text = as_text(n)
+    assert text is not None
+    assert int(text) == n
+    assert "." not in text
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_a_float_reads_back_from_its_text_and_a_whole_one_has_no_point(f: float) -> None:
+    text = as_text(f)
+    assert text is not None
+    assert float(text) == f
+    if f.is_integer() and abs(f) < 2**53:
+        assert text == str(int(f))
 
 
 def test_defaults_fill_missing_arguments_when_rendering() -> None:

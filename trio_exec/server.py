@@ -46,7 +46,7 @@ from trio_exec.inflight import CLIENT_KEY, InFlight
 from trio_exec.sandbox import Box, Sandbox
 from trio_exec.shell import NAME as SHELL_NAME
 from trio_exec.shell import ShellTool
-from trio_exec.templates import Context, Template, describe, input_schema, render
+from trio_exec.templates import Context, Template, as_text, describe, input_schema, render, text_arguments
 from trio_exec.validation import MIN_TIMEOUT_S, is_sensitive
 
 OUTPUT_SCHEMA: dict[str, Any] = {
@@ -153,18 +153,18 @@ class Service:
                 output_schema=OUTPUT_SCHEMA,
                 annotations=annotations,
             )
-            validator = jsonschema.Draft202012Validator(schema)
-            entries[t.name] = Entry(template=t, tool=tool, validator=validator)
+            strict = input_schema(t, max_timeout_s=settings.max_timeout_s, stdin=stdin, published=False)
+            entries[t.name] = Entry(template=t, tool=tool, validator=jsonschema.Draft202012Validator(strict))
 
         if shell is not None:
-            schema = shell.input_schema(settings.max_timeout_s)
             tool = types.Tool(
                 name=SHELL_NAME,
                 description=shell.description(settings.max_timeout_s, settings.max_output_bytes),
-                input_schema=schema,
+                input_schema=shell.input_schema(settings.max_timeout_s),
                 output_schema=SHELL_OUTPUT_SCHEMA,
             )
-            entries[SHELL_NAME] = Entry(template=None, tool=tool, validator=jsonschema.Draft202012Validator(schema))
+            checker = jsonschema.Draft202012Validator(shell.input_schema(settings.max_timeout_s, published=False))
+            entries[SHELL_NAME] = Entry(template=None, tool=tool, validator=checker)
 
         def breaker_changed(tool: str, client: str, state: State) -> None:
             logger.warning("circuit of tool {} for client {} is now {}", tool, client, state.value)
@@ -291,6 +291,19 @@ def _audited_arguments(arguments: Mapping[str, Any], keys: tuple[str, ...]) -> d
     if isinstance(stdin, str) and len(stdin) > AUDIT_STDIN_CHARS:
         shown["stdin"] = f"{stdin[:AUDIT_STDIN_CHARS]}[... {len(stdin)} characters]"
     return dict(shown)
+
+
+def as_texts(entry: Entry, arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The numbers (and booleans) a client gave where the tool takes text, as their canonical text.
+
+    The published schema allows them; everything after this (validation, argv, the audit trail) sees text.
+    """
+    if entry.template is not None:
+        return text_arguments(entry.template, arguments)
+    command = arguments.get("command")
+    if not isinstance(command, list):
+        return arguments
+    return {**arguments, "command": [v if (text := as_text(v)) is None else text for v in command]}
 
 
 def check_arguments(entry: Entry, arguments: Mapping[str, Any]) -> None:
@@ -579,7 +592,7 @@ def build_server(service: Service) -> Server[Any]:
             raise MCPError(
                 code=InvalidParams.jsonrpc_code, message=f"unknown tool {params.name!r}; the tools are: {names}"
             )
-        return await _admitted_call(service, ctx, entry, arguments, client_key(ctx))
+        return await _admitted_call(service, ctx, entry, as_texts(entry, arguments), client_key(ctx))
 
     return Server(
         "trio-exec",

@@ -96,13 +96,15 @@ class ShellTool:
             home=home,
         )
 
-    def input_schema(self, max_timeout_s: float) -> dict[str, Any]:
+    def input_schema(self, max_timeout_s: float, *, published: bool = True) -> dict[str, Any]:
+        """The tool's JSON schema; the published one lets argv items be numbers (``["head", "-n", 5]``),
+        turned into their canonical text (``text_command``) before the strict one checks them."""
         return {
             "type": "object",
             "properties": {
                 "command": {
                     "type": "array",
-                    "items": {"type": "string", "maxLength": MAX_VALUE_BYTES},
+                    "items": {"type": ["string", "number"] if published else "string", "maxLength": MAX_VALUE_BYTES},
                     "minItems": 1,
                     "maxItems": MAX_ARGV,
                     "description": 'The command as an argv array, e.g. ["grep", "-n", "TODO", "notes.txt"]. '

@@ -9,6 +9,7 @@ literal braces.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -240,8 +241,44 @@ def check_program(path: str, ctx: Context, where: str) -> None:
         )
 
 
-def input_schema(t: Template, *, max_timeout_s: float, stdin: bool) -> dict[str, Any]:
-    """The JSON schema of a tool's arguments (all placeholders required unless defaulted)."""
+# Text kinds a client may fill with a JSON number (or boolean): both Inspectors send `seconds=2` as the number 2,
+# and models do the same. Such a value becomes its canonical text (``as_text``) before anything checks it.
+NUMBER_KINDS = frozenset({Kind.PLAIN, Kind.TEXT, Kind.REGEX, Kind.FLAG})
+BOOLEAN_KINDS = frozenset({Kind.PLAIN, Kind.TEXT})
+
+
+def as_text(value: object, *, booleans: bool = False) -> str | None:
+    """The canonical text of a JSON number (or, with ``booleans``, a boolean) given for text; None otherwise.
+
+    ``2`` and ``2.0`` are ``"2"`` (never ``"2.0"``), other numbers are the shortest spelling that reads
+    back the same (``"0.5"``, ``"1e+20"``), booleans JSON's ``"true"``/``"false"``. A NaN, an infinity or
+    an integer of 100 digits or more is left as it is, for the checks that refuse it.
+    """
+    if isinstance(value, bool):
+        return ("true" if value else "false") if booleans else None
+    if isinstance(value, int):
+        return str(value) if abs(value) < _MAX_INTEGER else None
+    if isinstance(value, float) and math.isfinite(value):
+        return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+    return None
+
+
+def text_arguments(t: Template, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """``arguments`` with the numbers (and booleans) given for text placeholders as their canonical text."""
+    kinds = {a.name: a.kind for a in t.args if a.kind in NUMBER_KINDS and a.constraint.enum is None}
+    out = dict(arguments)
+    for name, kind in kinds.items():
+        if name in out and (text := as_text(out[name], booleans=kind in BOOLEAN_KINDS)) is not None:
+            out[name] = text
+    return out
+
+
+def input_schema(t: Template, *, max_timeout_s: float, stdin: bool, published: bool = True) -> dict[str, Any]:
+    """The JSON schema of a tool's arguments (all placeholders required unless defaulted).
+
+    The published schema lets text placeholders take numbers (and booleans) too; the server validates
+    against the strict one (``published=False``) once ``text_arguments`` has turned those into text.
+    """
     props: dict[str, Any] = {}
     for a in t.args:
         prop: dict[str, Any]
@@ -252,7 +289,11 @@ def input_schema(t: Template, *, max_timeout_s: float, stdin: bool) -> dict[str,
             if a.constraint.maximum is not None:
                 prop["maximum"] = a.constraint.maximum
         else:
-            prop = {"type": "string", "maxLength": a.constraint.max_length or MAX_VALUE_BYTES}
+            wire = ["string"]
+            if published and a.kind in NUMBER_KINDS and a.constraint.enum is None:
+                wire += ["number", "boolean"] if a.kind in BOOLEAN_KINDS else ["number"]
+            prop = {"type": wire[0] if len(wire) == 1 else wire}
+            prop["maxLength"] = a.constraint.max_length or MAX_VALUE_BYTES
             if a.constraint.enum is not None:
                 prop["enum"] = list(a.constraint.enum)
             if a.constraint.pattern is not None:
