@@ -92,19 +92,23 @@ def package(session: nox.Session) -> None:
 
 @nox.session
 def conformance(session: nox.Session) -> None:
-    """The MCP conformance suite (npm; needs npm and the registry) against a live trio-exec over HTTP.
+    """The MCP conformance suite and the official Node clients (npm; needs npm and the registry) against a
+    live trio-exec.
 
-    Node 22 and the suite are pinned in conformance/package-lock.json and installed privately into
-    .nox/conformance-node; every failing check must be in conformance/expected-failures.txt.
+    Node 22, the suite, both MCP Inspectors and both TypeScript SDKs are pinned in
+    conformance/package-lock.json and installed privately into .nox/conformance-node; every failing check
+    must be in conformance/expected-failures.txt; then tests/test_node_clients.py drives the clients.
     Not a default session: it needs Node's npm, which the Python-only gates above do not.
     """
-    session.install("-e", ".")
+    session.install("-e", ".[test]")
+    prefix = Path(".nox/conformance-node").resolve()
     session.run(
         "python",
         "conformance/run.py",
         "--prefix",
-        ".nox/conformance-node",
+        str(prefix),
         "--out",
         ".nox/conformance-results",
         *session.posargs,
     )
+    session.run("python", "-m", "pytest", "tests/test_node_clients.py", env={"TRIO_EXEC_NODE_PREFIX": str(prefix)})

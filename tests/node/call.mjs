@@ -1,0 +1,39 @@
+// One MCP session with an official TypeScript client, for tests/test_node_clients.py.
+//   node call.mjs SDK TRANSPORT TARGET CALLS
+// SDK: "v1" (@modelcontextprotocol/sdk) or "v2" (@modelcontextprotocol/client); TRANSPORT: "stdio" (TARGET is
+// a JSON argv) or "http" (TARGET is the URL); CALLS: a JSON list of [tool, arguments]. Prints one JSON object:
+// {"tools": [...listed tools...], "results": [...one CallToolResult, or {"thrown": message}, per call...]}.
+const [sdk, transportName, target, calls] = process.argv.slice(2);
+
+const modules =
+  sdk === "v1"
+    ? {
+        client: "@modelcontextprotocol/sdk/client/index.js",
+        stdio: "@modelcontextprotocol/sdk/client/stdio.js",
+        http: "@modelcontextprotocol/sdk/client/streamableHttp.js",
+      }
+    : { client: "@modelcontextprotocol/client", stdio: "@modelcontextprotocol/client/stdio", http: "@modelcontextprotocol/client" };
+
+const { Client } = await import(modules.client);
+let transport;
+if (transportName === "stdio") {
+  const { StdioClientTransport } = await import(modules.stdio);
+  const [command, ...args] = JSON.parse(target);
+  transport = new StdioClientTransport({ command, args, stderr: "inherit" });
+} else {
+  const { StreamableHTTPClientTransport } = await import(modules.http);
+  transport = new StreamableHTTPClientTransport(new URL(target));
+}
+const client = new Client({ name: `trio-exec-tests-${sdk}`, version: "1.0.0" });
+await client.connect(transport);
+const tools = (await client.listTools()).tools;
+const results = [];
+for (const [name, args] of JSON.parse(calls)) {
+  try {
+    results.push(await client.callTool({ name, arguments: args }));
+  } catch (error) {
+    results.push({ thrown: String(error?.message ?? error) });
+  }
+}
+await client.close();
+process.stdout.write(JSON.stringify({ tools, results }) + "\n");

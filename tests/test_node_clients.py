@@ -1,0 +1,89 @@
+"""The official Node clients against the real server: MCP Inspector v1 and v2 (their CLIs) and the TypeScript
+SDK v1 (``@modelcontextprotocol/sdk``) and v2 (``@modelcontextprotocol/client``), over stdio and Streamable HTTP.
+
+They come from the npm registry with Node 22, pinned beside the conformance suite in
+``conformance/package-lock.json``; ``nox -s conformance`` installs them and runs this file with
+``TRIO_EXEC_NODE_PREFIX`` naming the install. Without it (the default ``tests`` session) the file skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.netserver import run_server
+
+PREFIX = Path(os.environ.get("TRIO_EXEC_NODE_PREFIX", "/nonexistent")).resolve()
+NODE = PREFIX / "node_modules" / "node" / "bin" / "node"
+INSPECTORS = {
+    "v1": PREFIX / "node_modules" / "inspector-v1" / "cli" / "build" / "cli.js",
+    "v2": PREFIX
+    / "node_modules"
+    / "@modelcontextprotocol"
+    / "inspector"
+    / "clients"
+    / "launcher"
+    / "build"
+    / "index.js",
+}
+ECHO = ["--cmd", 'echo|"echo {message}"']
+SERVER = [sys.executable, "-m", "trio_exec", *ECHO]
+
+pytestmark = pytest.mark.skipif(  # given a prefix, a missing install fails: nox -s conformance made it
+    "TRIO_EXEC_NODE_PREFIX" not in os.environ,
+    reason="the Node clients are not installed: `nox -s conformance` installs them and runs this file",
+)
+
+
+async def node(*args: str | Path) -> str:
+    """Run Node 22 from the prefix; its stdout (stderr is shown by pytest on failure)."""
+    with trio.fail_after(120):
+        done = await trio.run_process([str(NODE), *map(str, args)], capture_stdout=True, capture_stderr=True,
+                                      check=False, stdin=subprocess.DEVNULL)  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    return done.stdout.decode()
+
+
+async def sdk_session(sdk: str, transport: str, target: str, calls: list[tuple[str, dict[str, Any]]]) -> Any:
+    """tests/node/call.mjs, run from inside the prefix so that Node finds the SDKs."""
+    scripts = PREFIX / "trio-exec-tests"
+    scripts.mkdir(exist_ok=True)
+    script = scripts / "call.mjs"
+    shutil.copyfile(Path(__file__).parent / "node" / "call.mjs", script)
+    return json.loads(await node(script, sdk, transport, target, json.dumps(calls)))
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_the_inspector_cli_may_send_a_number_for_a_text_placeholder(version: str) -> None:
+    """``--tool-arg message=42`` goes out as the JSON number 42 (issue 12, item 2)."""
+    out = await node(INSPECTORS[version], "--cli", *SERVER, "--method", "tools/call", "--tool-name", "echo",
+                     "--tool-arg", "message=42")  # fmt: skip
+    result = json.loads(out)
+    assert result["isError"] is False, result
+    assert result["structuredContent"]["stdout"] == "42\n"
+
+
+@pytest.mark.parametrize("sdk", ["v1", "v2"])
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_the_typescript_sdks_list_call_and_read_argument_errors(sdk: str, transport: str) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = [("echo", {"message": 42}), ("echo", {}), ("echo", {"message": "a b"})]
+    if transport == "stdio":
+        session = await sdk_session(sdk, "stdio", json.dumps(SERVER), calls)
+    else:
+        async with run_server("--transport", "streamable-http", *ECHO) as server:
+            session = await sdk_session(sdk, "http", server.url, calls)
+    (tool,) = session["tools"]
+    number, missing, text = session["results"]
+    assert tool["inputSchema"]["properties"]["message"]["type"] == ["string", "number", "boolean"]
+    assert number["structuredContent"]["stdout"] == "42\n"
+    assert missing["isError"] is True  # a result the model reads, not an exception (SEP-1303)
+    assert missing["structuredContent"]["error"]["code"] == "invalid_arguments"
+    assert text["structuredContent"]["stdout"] == "a b\n"
