@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,26 @@ max_length = 200
         ("[tools.a]\ntemplate = 'date'\ntimeout_s = -1\n", "timeout_s"),
         ("[other]\n", "'other'"),
         ("not toml [", "not valid TOML"),
+        ('{"tools": {"a": {"template": "date"}}}', "not valid TOML.*; it is JSON: the config file is TOML"),
+        ("[server]\nbase_pth = '/tmp'\n", r"unknown key 'base_pth' \(did you mean 'base_path'\?\)"),
+        ("[tools.a]\ntemplat = 'date'\n", r"unknown key 'templat' \(did you mean 'template'\?\)"),
+        ("[tools.a]\ntemplate = 'date'\ntimeout_s = 900\n", "timeout_s 900 is above --max-timeout 300"),
+        (
+            "[tools.a]\ntemplate = 'echo {n}'\n[tools.a.args.n]\nkind = 'integer'\nminimum = 5\nmaximum = 1\n",
+            "minimum 5 is above maximum 1",
+        ),
+        (
+            "[tools.a]\ntemplate = 'echo {n}'\n[tools.a.args.n]\nkind = 'integer'\nmaximum = 9\ndefault = 10\n",
+            "default 10 is outside",
+        ),
+        (
+            "[tools.a]\ntemplate = 'echo {n}'\n[tools.a.args.n]\nkind = 'integer'\ndefault = 'ten'\n",
+            "default 'ten' is not an integer",
+        ),
+        (
+            "[tools.a]\ntemplate = 'echo {e}'\n[tools.a.args.e]\nenum = ['x', 'y']\ndefault = 'z'\n",
+            "default 'z' is not one of the enum values",
+        ),
     ],
 )
 def test_config_file_errors_name_the_key_and_the_file(tmp_path: Path, content: str, fragment: str) -> None:
@@ -174,7 +195,13 @@ def test_config_file_errors_name_the_key_and_the_file(tmp_path: Path, content: s
         (ECHO, {"MCP_EXEC_BACKLOG": "1.5"}, "MCP_EXEC_BACKLOG must be an integer"),
         ([*ECHO, "-t", "streamable-http", "--write-timeout", "-1"], {}, "--write-timeout must be at least 0"),
         (ECHO, {"MCP_EXEC_WRITE_TIMEOUT_SECS": "soon"}, "MCP_EXEC_WRITE_TIMEOUT_SECS must be a number"),
-        (["--bogus"], {}, "invalid command line"),
+        (["--bogus"], {}, "unknown option --bogus"),
+        ([*ECHO, "--cmd-timeot", "5"], {}, r"unknown option --cmd-timeot \(did you mean '--cmd-timeout'\?\)"),
+        ([*ECHO, "-Z"], {}, "unknown option -Z"),
+        ([*ECHO, "-t", "streamable-http", "--bind"], {}, "option --bind needs a value"),
+        (["serve", *ECHO], {}, "unexpected argument 'serve'"),
+        ([*ECHO, "--cmd-timeout", "500"], {}, "--cmd-timeout 500 is above --max-timeout 300"),
+        ([*ECHO, "--cmd-timeout", "20", "--max-timeout", "10"], {}, "--cmd-timeout 20 is above --max-timeout 10"),
         (["--config", "/nonexistent.toml"], {}, "cannot read"),
     ],
 )
@@ -203,6 +230,47 @@ def test_dry_run_refuses_a_blacklisted_program_with_one_clear_line() -> None:
     assert "blacklisted" in lines[0]
     assert "rm" in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The single ``trio-exec: error:`` line of a run that exited 2 (no traceback, nothing on stdout)."""
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("trio-exec: error: ")
+    return line
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "serving"])
+@pytest.mark.parametrize("transport", ["streamable-http", "websocket"])
+def test_an_address_in_use_is_one_line_at_start_up(transport: str, dry_run: bool) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        line = one_error_line(run_cli(*ECHO, "-t", transport, "--bind", bind, *(["--dry-run"] if dry_run else [])))
+    assert f"--bind {bind}: cannot listen there (Address already in use); another process listens there" in line
+
+
+def test_a_tls_pair_that_does_not_load_is_one_line_at_start_up(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    pairs = []
+    for name in ("a", "b"):
+        openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}"]
+        paths = ["-keyout", str(tmp_path / f"{name}.key"), "-out", str(tmp_path / f"{name}.pem")]
+        subprocess.run([*openssl, *paths], check=True, capture_output=True)
+        pairs.append((tmp_path / f"{name}.pem", tmp_path / f"{name}.key"))
+    network = [*ECHO, "-t", "streamable-http", "--bind", "127.0.0.1:0", "--dry-run"]
+    cases = [
+        ((garbage, garbage), "(not PEM)"),
+        ((pairs[0][0], pairs[1][1]), "(the key does not match the certificate)"),
+    ]
+    for (cert, key), why in cases:
+        line = one_error_line(run_cli(*network, "--certfile", str(cert), "--keyfile", str(key)))
+        assert f"cannot load the TLS certificate and key {why}" in line
+    good = run_cli(*network, "--certfile", str(pairs[0][0]), "--keyfile", str(pairs[0][1]))
+    assert good.returncode == 0, good.stderr
 
 
 def test_dry_run_prints_tools_programs_kinds_schemas_and_protections() -> None:

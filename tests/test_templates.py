@@ -148,6 +148,29 @@ def test_a_missing_program_that_appears_later_is_still_blacklist_checked(tmp_pat
         render(t, {"a": "x"}, c)
 
 
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("echo {1bad}", "{1bad} is not a placeholder"),
+        ("echo {my-arg}", "{my-arg} is not a placeholder"),
+        ("echo --x={message", "{message has no closing '}'"),
+        ("echo {message", "{message has no closing '}'"),
+        ("echo message}", "message} has no opening '{'"),
+    ],
+)
+def test_a_placeholder_typo_is_a_startup_error_not_literal_text(template: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match="literal braces") as caught:
+        compile_tool(tool(template), ctx())
+    assert problem in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "template", ["echo '{print $1}'", "echo {} x", "echo {{1bad}} {{x", "echo '{ a }'", "echo a{b}c"]
+)
+def test_braces_that_are_no_placeholder_attempt_stay_literal(template: str) -> None:
+    compile_tool(tool(template), ctx())
+
+
 def test_input_schema_lists_placeholders_defaults_and_constraints() -> None:
     spec = tool(
         "echo {a} {n} {e}",

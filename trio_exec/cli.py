@@ -8,11 +8,14 @@ Every configuration error is one line on stderr and exit code 2, never a traceba
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import math
 import os
 import shutil
+import socket
+import ssl
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -22,7 +25,7 @@ import docopt
 
 from trio_exec import __version__, memory, procfs, sandbox
 from trio_exec.binaries import DEFAULT_BLACKLIST
-from trio_exec.config import Limits, Settings, ToolSpec, check_paths, load_toml, split_config
+from trio_exec.config import Limits, Settings, ToolSpec, check_paths, did_you_mean, load_toml, split_config
 from trio_exec.errors import ConfigError
 from trio_exec.shell import NAME as SHELL_NAME
 from trio_exec.shell import ShellTool
@@ -653,7 +656,8 @@ def _from_config(server: Mapping[str, Any], path: str) -> dict[str, Any]:
     for key, value in server.items():
         o = _BY_CONFIG_KEY.get(key)
         if o is None:
-            raise ConfigError(f"{path}: [server] has unknown key {key!r} (use long option names, '-' as '_')")
+            hint = did_you_mean(key, _BY_CONFIG_KEY)
+            raise ConfigError(f"{path}: [server] has unknown key {key!r}{hint}; keys are long option names, '-' as '_'")
         raw[o.field] = o.convert(value, f"{path}: [server] {key}")
     return raw
 
@@ -674,12 +678,39 @@ def _rate_text(s: Settings) -> str:
     return f"{s.rate_limit_rps:g}/s burst {s.rate_limit_burst} per client (x4 server-wide)"
 
 
+def _command_line_problem(argv: Sequence[str], docopt_says: str) -> str:
+    """Which word of a command line docopt refused, and why, in one line (an unknown option with the
+    option it most likely meant, a value missing, a stray word)."""
+    by_flag = {o.long: o for o in OPTIONS} | {o.short: o for o in OPTIONS if o.short}
+    known = {*by_flag, "-h", "--help", "-V", "--version"}
+    words = list(argv)
+    i = 1 if words[:1] == ["doctor"] else 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "--":
+            break
+        flag = word.split("=", 1)[0] if word.startswith("--") else word[:2]
+        if not word.startswith("-") or word == "-":
+            return f"unexpected argument {word!r}: options start with '--' (a tool spec goes after --cmd)"
+        matches = [k for k in known if k == flag or (flag.startswith("--") and k.startswith(flag))]
+        if not matches:
+            return f"unknown option {flag}{did_you_mean(flag, known)}"
+        option = by_flag.get(matches[0]) if len(matches) == 1 else by_flag.get(flag)
+        inline = "=" in word if word.startswith("--") else len(word) > 2
+        if option is not None and option.metavar is not None and not inline:
+            if i >= len(words):
+                return f"option {option.long} needs a value ({option.metavar})"
+            i += 1
+    return docopt_says.splitlines()[0] if docopt_says.strip() else "invalid command line"
+
+
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     """Parse argv and environ into ``Settings``; raises ``ConfigError``."""
     try:
         parsed = docopt.docopt(usage(), list(argv), version=f"trio-exec {__version__}")
-    except docopt.DocoptExit:
-        raise ConfigError("invalid command line; see trio-exec --help") from None
+    except docopt.DocoptExit as e:
+        raise ConfigError(f"{_command_line_problem(argv, str(e))}; see trio-exec --help") from None
     cli = _from_cli(parsed)
     env = _from_env(environ)
     config_path = cli.get("config_path") or env.get("config_path")
@@ -727,6 +758,15 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         merged["rate_limit_rps"] = 0.0 if merged["transport"] == "stdio" else NETWORK_RATE_LIMIT_RPS
     if merged["transport"] != "stdio":
         _check_network(merged)
+    cap = merged["max_timeout_s"]
+    if merged["cmd_timeout_s"] > cap:
+        raise ConfigError(
+            f"--cmd-timeout {merged['cmd_timeout_s']:g} is above --max-timeout {cap:g}, which would cut it short; "
+            "raise --max-timeout or lower --cmd-timeout"
+        )
+    for t in tools:
+        if t.timeout_s is not None and t.timeout_s > cap:
+            raise ConfigError(f"{t.source}: tool {t.name!r}: timeout_s {t.timeout_s:g} is above --max-timeout {cap:g}")
     tokens = _tokens(merged)
     audit_log = merged["audit_log"]
     if audit_log and audit_log != "-":
@@ -784,6 +824,8 @@ def _check_network(merged: dict[str, Any]) -> None:
     for option in ("certfile", "keyfile"):
         if merged[option] and not os.path.isfile(merged[option]):
             raise ConfigError(f"--{option} {merged[option]!r} is not a file")
+    if merged["certfile"]:
+        _check_tls(merged["certfile"], merged["keyfile"])
     for ip in merged["forwarded_allow_ips"]:
         try:
             ipaddress.ip_network(ip, strict=False)
@@ -792,6 +834,50 @@ def _check_network(merged: dict[str, Any]) -> None:
     root = merged["root_path"]
     if root and (not root.startswith("/") or root.endswith("/")):
         raise ConfigError(f"--root-path {root!r} must start with '/' and not end with it (e.g. /exec)")
+
+
+def _check_tls(certfile: str, keyfile: str) -> None:
+    """Load the TLS pair as the server will, so a bad one is a start-up line, not a traceback."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except OSError as e:  # ssl.SSLError is an OSError too
+        if isinstance(e, ssl.SSLError):
+            why = "the key does not match the certificate" if e.reason == "KEY_VALUES_MISMATCH" else "not PEM"
+        else:
+            why = e.strerror or str(e)
+        raise ConfigError(
+            f"--certfile {certfile!r} / --keyfile {keyfile!r}: cannot load the TLS certificate and key ({why}); "
+            "give a PEM certificate (chain) and the PEM private key that matches it, both readable by this user"
+        ) from None
+
+
+_BIND_ADVICE = {
+    errno.EADDRINUSE: "another process listens there: stop it, or choose another port (port 0 takes a free one)",
+    errno.EACCES: "ports below 1024 need privileges: choose a higher port",
+    errno.EADDRNOTAVAIL: "this machine has no such address: use 127.0.0.1, 0.0.0.0 or one of its own addresses",
+}
+
+
+def check_listen(bind: str) -> None:
+    """Bind (and release) ``HOST:PORT`` as the server will, so an address in use is a start-up line.
+
+    Run before serving and by ``--dry-run``; the server binds for real a moment later.
+    """
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ConfigError(f"--bind {bind}: cannot resolve {host!r} ({e.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as hypercorn and trio-websocket do
+        try:
+            probe.bind(address)
+        except OSError as e:
+            advice = _BIND_ADVICE.get(e.errno or 0, "choose another address or port")
+            raise ConfigError(f"--bind {bind}: cannot listen there ({e.strerror}); {advice}") from None
 
 
 def _tokens(merged: dict[str, Any]) -> tuple[str, ...]:
@@ -959,6 +1045,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         loaded = load_settings(argv, environ)
         ctx, templates, shell = compile_all(loaded.settings)
         box = detect_sandbox(loaded.settings)
+        if loaded.settings.transport != "stdio" and not loaded.doctor:
+            check_listen(loaded.settings.bind)
     except ConfigError as e:
         print(f"trio-exec: error: {e.message}", file=sys.stderr)
         return 2

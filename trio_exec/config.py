@@ -7,10 +7,12 @@ the file. Nothing here reads the environment (only ``cli.py`` does).
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -150,7 +152,20 @@ def load_toml(path: str) -> dict[str, Any]:
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        raise ConfigError(f"config file {path} is not valid TOML: {e}{_looks_like(path)}") from None
+
+
+def _looks_like(path: str) -> str:
+    """What a config file that is not TOML seems to be instead, as advice (JSON is the usual mistake)."""
+    try:
+        with open(path, "rb") as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return ""
+    return (
+        '; it is JSON: the config file is TOML ([server] for options, [tools.NAME] with template = "..." '
+        "for each tool; README: Config file)"
+    )
 
 
 def split_config(data: Mapping[str, Any], path: str) -> tuple[dict[str, Any], tuple[ToolSpec, ...]]:
@@ -170,10 +185,38 @@ def _table(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to a misspelled ``word``, or nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _unknown_key(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
     for key in table:
         if key not in allowed:
-            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(sorted(allowed))}"
+            )
+
+
+def _check_default(
+    default: str,
+    kind: Kind | None,
+    enum: tuple[str, ...] | None,
+    bounds: Mapping[str, int],
+    where: str,
+) -> None:
+    """A default must be a value the argument itself would take: else every call without it fails."""
+    if enum is not None and default not in enum:
+        raise ConfigError(f"{where}: default {default!r} is not one of the enum values {list(enum)}")
+    if kind is Kind.INTEGER:
+        try:
+            number = int(default)
+        except ValueError:
+            raise ConfigError(f"{where}: default {default!r} is not an integer") from None
+        low, high = bounds.get("minimum", -math.inf), bounds.get("maximum", math.inf)
+        if not low <= number <= high:
+            raise ConfigError(f"{where}: default {number} is outside minimum..maximum ({low}..{high})")
 
 
 def _typed(value: Any, types: type | tuple[type, ...], where: str, what: str) -> Any:
@@ -262,9 +305,12 @@ def _arg_spec(a: Mapping[str, Any], where: str) -> ArgSpec:
     if max_length is not None and _typed(max_length, int, where, "max_length") < 1:
         raise ConfigError(f"{where}: max_length must be at least 1")
     bounds = {k: _typed(a[k], int, where, k) for k in ("minimum", "maximum") if k in a}
+    if bounds.get("minimum", -math.inf) > bounds.get("maximum", math.inf):
+        raise ConfigError(f"{where}: minimum {bounds['minimum']} is above maximum {bounds['maximum']}; no value fits")
     default = a.get("default")
     if default is not None:
         default = str(_typed(default, (str, int), where, "default"))
+        _check_default(default, kind, enum, bounds, where)
     return ArgSpec(
         kind=kind,
         description=_typed(a.get("description", ""), str, where, "description") or None,

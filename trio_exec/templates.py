@@ -37,6 +37,15 @@ from trio_exec.validation import (
 
 TOOL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# What is left of a word once {{, }} and every {name} are taken out, and still looks like a placeholder meant:
+# a name that is not one ({1bad}, {my-arg}), an opening brace never closed ({message at the end of the word),
+# a closing brace never opened (message} at its start). Other braces stay literal ('{print $1}' in awk).
+_MISTAKES = (
+    (re.compile(r"\{([A-Za-z0-9_-]+)\}"), "{{{}}} is not a placeholder: a name starts with a letter or '_' and has "
+     "only letters, digits and '_'"),
+    (re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)$"), "{{{} has no closing '}}'"),
+    (re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\}"), "{}}} has no opening '{{'"),
+)  # fmt: skip
 RESERVED = frozenset({"timeout", "stdin"})
 
 
@@ -178,6 +187,13 @@ def compile_tool(spec: ToolSpec, ctx: Context) -> Template:
         raise ConfigError(f"{where}: the template is empty")
     if _PLACEHOLDER_RE.search(words[0]):
         raise ConfigError(f"{where}: the program (first word) cannot contain a placeholder")
+    for word in words[1:]:
+        rest = _PLACEHOLDER_RE.sub(" ", word)
+        for pattern, problem in _MISTAKES:
+            if m := pattern.search(rest):
+                raise ConfigError(
+                    f"{where}: in {word!r}, {problem.format(m.group(1))}; write {{{{ and }}}} for literal braces"
+                )
     tokens = tuple(_parse_token(w) for w in words[1:])
     names: list[str] = []
     for token in tokens:
