@@ -252,6 +252,29 @@ def test_an_address_in_use_is_one_line_at_start_up(transport: str, dry_run: bool
     assert f"--bind {bind}: cannot listen there (Address already in use); another process listens there" in line
 
 
+@pytest.mark.parametrize("transport", ["streamable-http", "websocket"])
+@pytest.mark.parametrize("bind", ["0.0.0.0:3344", "[::]:3344", "192.0.2.7:3344", "mcp.example.com:3344"])
+def test_a_bind_reachable_from_other_machines_needs_a_token_or_an_explicit_opt_out(transport: str, bind: str) -> None:
+    argv = [*ECHO, "-t", transport, "--bind", bind]
+    with pytest.raises(ConfigError, match="reachable from other machines and no token is set") as caught:
+        settings(argv)
+    assert "--insecure-no-auth" in caught.value.message
+    assert settings(argv, {"MCP_EXEC_AUTH_TOKEN": "t" * 16}).auth_tokens
+    assert settings([*argv, "--insecure-no-auth"]).insecure_no_auth
+    assert settings(argv, {"MCP_EXEC_INSECURE_NO_AUTH": "true"}).insecure_no_auth
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:3344", "127.1.2.3:0", "[::1]:3344", "localhost:3344"])
+def test_a_loopback_bind_needs_no_token(bind: str) -> None:
+    assert not settings([*ECHO, "-t", "streamable-http", "--bind", bind]).auth_tokens
+
+
+def test_serving_without_auth_on_purpose_is_said_loudly() -> None:
+    proc = run_cli("-d", *ECHO, "-t", "streamable-http", "--bind", "0.0.0.0:0", "--insecure-no-auth")
+    assert proc.returncode == 0, proc.stderr
+    assert "--insecure-no-auth: 0.0.0.0:0 serves without authentication" in proc.stdout
+
+
 def test_a_tls_pair_that_does_not_load_is_one_line_at_start_up(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")

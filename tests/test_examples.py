@@ -118,7 +118,9 @@ def dockerfile_command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     for line in instruction("ENV"):
         env.update(word.split("=", 1) for word in shlex.split(line))  # type: ignore[misc]
     args = [str(tmp_path) if a == "/work" else a for a in json.loads(cmd)]
-    return args, {k: v for k, v in env.items() if k.startswith("MCP_EXEC_")}
+    # 0.0.0.0 without a token is refused: the documented `docker run -e MCP_EXEC_AUTH_TOKEN=...` gives one
+    assert "-e MCP_EXEC_AUTH_TOKEN=" in (EXAMPLES / "Dockerfile").read_text()
+    return args, {**{k: v for k, v in env.items() if k.startswith("MCP_EXEC_")}, "MCP_EXEC_AUTH_TOKEN": TOKEN}
 
 
 def compose_command(tmp_path: Path) -> tuple[list[str], dict[str, str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import uuid
@@ -200,6 +201,17 @@ async def test_the_audit_log_rotates_by_size(tmp_path: Path, size: str) -> None:
     assert len(files) > 1
     lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert len(lines) == 20
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}  # the current file and every rotated one
+
+
+async def test_an_audit_file_readable_by_others_is_narrowed_to_its_owner(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    audit.write_text("")
+    audit.chmod(0o644)  # as an earlier version (or a careless touch) left it
+    async with connect("--audit-log", str(audit), "--cmd", 'echo|"echo {message}"') as client:
+        await client.call_tool("echo", {"message": "hi"})
+    assert stat.S_IMODE(audit.stat().st_mode) == 0o600
+    assert json.loads(audit.read_text().splitlines()[0])["tool"] == "echo"
 
 
 def test_the_audit_trail_notices_a_failed_write_once_and_its_recovery(

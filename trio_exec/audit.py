@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -179,8 +180,13 @@ class Audit:
         self._broken_line = False
 
     def _open(self, path: str) -> int:
-        fd = self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        self._size = os.fstat(fd).st_size
+        # 0600: the trail names clients, tools and (redacted) arguments; no other user of the host reads it.
+        # A file an earlier version made readable to others is narrowed too; its rotations keep the mode.
+        fd = self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        status = os.fstat(fd)
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid() and stat.S_ISREG(status.st_mode):
+            os.fchmod(fd, 0o600)
+        self._size = status.st_size
         return fd
 
     def _rotate_file(self, fd: int, path: str) -> int:

@@ -38,6 +38,7 @@ TRANSPORTS = ("stdio", "streamable-http", "websocket")
 NETWORK_ONLY = (
     "bind", "auth_token", "auth_token_file", "stateful", "session_idle_timeout_s", "max_sessions", "allowed_hosts",
     "allowed_origins", "forwarded_allow_ips", "root_path", "certfile", "keyfile", "backlog", "write_timeout_s",
+    "insecure_no_auth",
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
 FSIZE_PER_OUTPUT = 64  # default --limit-fsize: this many times --max-output-bytes
@@ -470,6 +471,14 @@ OPTIONS: tuple[Opt, ...] = (
         metavar="<file>",
     ),
     Opt(
+        "--insecure-no-auth",
+        "insecure_no_auth",
+        "MCP_EXEC_INSECURE_NO_AUTH",
+        "Serve a non-loopback --bind without any token (only behind a proxy that authenticates).",
+        convert=_bool,
+        default=False,
+    ),
+    Opt(
         "--allowed-hosts",
         "allowed_hosts",
         "MCP_EXEC_ALLOWED_HOSTS",
@@ -768,6 +777,17 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         if t.timeout_s is not None and t.timeout_s > cap:
             raise ConfigError(f"{t.source}: tool {t.name!r}: timeout_s {t.timeout_s:g} is above --max-timeout {cap:g}")
     tokens = _tokens(merged)
+    if (
+        merged["transport"] != "stdio"
+        and not tokens
+        and not merged["insecure_no_auth"]
+        and not _loopback(merged["bind"])
+    ):
+        raise ConfigError(
+            f"--bind {merged['bind']} is reachable from other machines and no token is set: anyone who reaches it "
+            "could run the tools. Set MCP_EXEC_AUTH_TOKEN (or --auth-token-file), bind 127.0.0.1, or pass "
+            "--insecure-no-auth if a proxy in front authenticates every request"
+        )
     audit_log = merged["audit_log"]
     if audit_log and audit_log != "-":
         folder = os.path.dirname(os.path.abspath(audit_log))
@@ -834,6 +854,17 @@ def _check_network(merged: dict[str, Any]) -> None:
     root = merged["root_path"]
     if root and (not root.startswith("/") or root.endswith("/")):
         raise ConfigError(f"--root-path {root!r} must start with '/' and not end with it (e.g. /exec)")
+
+
+def _loopback(bind: str) -> bool:
+    """Whether ``HOST:PORT`` listens on this machine only (127.0.0.0/8, ::1, localhost)."""
+    host = bind.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name may resolve to any address: count it as reachable
 
 
 def _check_tls(certfile: str, keyfile: str) -> None:
@@ -964,6 +995,11 @@ def warnings_for(loaded: Loaded) -> list[str]:
             for o in OPTIONS
             if o.field in NETWORK_ONLY and o.field in loaded.explicit
         ]
+    if s.transport != "stdio" and s.insecure_no_auth and not s.auth_tokens and not _loopback(s.bind):
+        notes.append(
+            f"--insecure-no-auth: {s.bind} serves without authentication; only a proxy in front that authenticates "
+            "every request keeps others from running the tools"
+        )
     if s.auth_token and "auth_token" in loaded.explicit and loaded.token_on_command_line:
         notes.append("--auth-token on the command line is visible in ps; prefer MCP_EXEC_AUTH_TOKEN")
     if (s.allow_commands or s.allow_patterns) and s.base_path is None:

@@ -130,6 +130,7 @@ class Settings:
     allow_patterns: tuple[str, ...] = ()
     config_path: str | None = None
     auth_token_file: str | None = None
+    insecure_no_auth: bool = False  # a non-loopback bind without any token (a proxy authenticates)
     sandbox: str = "auto"  # auto | bwrap | landlock | off
     sandbox_require: bool = False
     sandbox_ro: tuple[str, ...] = ()
