@@ -43,22 +43,29 @@ pytestmark = pytest.mark.skipif(  # given a prefix, a missing install fails: nox
 )
 
 
-async def node(*args: str | Path) -> str:
-    """Run Node 22 from the prefix; its stdout (stderr is shown by pytest on failure)."""
+async def node(*args: str | Path, fails: bool = False) -> str:
+    """Run Node 22 from the prefix; its stdout (or, with ``fails``, its stderr: it must exit non-zero)."""
     with trio.fail_after(120):
         done = await trio.run_process([str(NODE), *map(str, args)], capture_stdout=True, capture_stderr=True,
                                       check=False, stdin=subprocess.DEVNULL)  # fmt: skip
+    if fails:
+        assert done.returncode != 0, done.stdout.decode(errors="replace")[-3000:]
+        return done.stderr.decode(errors="replace")
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     return done.stdout.decode()
 
 
-async def sdk_session(sdk: str, transport: str, target: str, calls: list[tuple[str, dict[str, Any]]]) -> Any:
-    """tests/node/call.mjs, run from inside the prefix so that Node finds the SDKs."""
+def call_script() -> Path:
+    """tests/node/call.mjs, copied inside the prefix so that Node finds the SDKs."""
     scripts = PREFIX / "trio-exec-tests"
     scripts.mkdir(exist_ok=True)
     script = scripts / "call.mjs"
     shutil.copyfile(Path(__file__).parent / "node" / "call.mjs", script)
-    return json.loads(await node(script, sdk, transport, target, json.dumps(calls)))
+    return script
+
+
+async def sdk_session(sdk: str, transport: str, target: str, calls: list[tuple[str, dict[str, Any]]]) -> Any:
+    return json.loads(await node(call_script(), sdk, transport, target, json.dumps(calls)))
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -87,3 +94,13 @@ async def test_the_typescript_sdks_list_call_and_read_argument_errors(sdk: str, 
     assert missing["isError"] is True  # a result the model reads, not an exception (SEP-1303)
     assert missing["structuredContent"]["error"]["code"] == "invalid_arguments"
     assert text["structuredContent"]["stdout"] == "a b\n"
+
+
+async def test_the_typescript_sdks_websocket_client_gives_its_token_in_the_url() -> None:
+    """``WebSocketClientTransport(url)`` cannot send a header: ``?access_token=`` is how it authenticates."""
+    token = "node-ws-token-" + "n" * 16
+    async with run_server("--transport", "websocket", *ECHO, env={"MCP_EXEC_AUTH_TOKEN": token}) as server:
+        session = await sdk_session("v1", "ws", f"{server.url}?access_token={token}", [("echo", {"message": "ws"})])
+        refused = await node(call_script(), "v1", "ws", server.url, "[]", fails=True)
+    assert session["results"][0]["structuredContent"]["stdout"] == "ws\n"
+    assert "non-101 status code" in refused  # without the token the handshake is refused (401)

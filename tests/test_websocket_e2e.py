@@ -83,6 +83,35 @@ async def test_the_bearer_token_is_required_in_the_handshake(tmp_path: Any) -> N
     assert TOKEN not in audit.read_text()
 
 
+async def test_clients_that_cannot_send_headers_give_the_token_in_the_url_or_a_subprotocol(tmp_path: Any) -> None:
+    """Neither official SDK's WebSocket client nor a browser can send ``Authorization``: ``?access_token=``
+    (RFC 6750) and a ``bearer.<token>`` subprotocol work instead, are checked alike, and are never logged."""
+    audit = tmp_path / "audit.jsonl"
+    args = [*WS, "--audit-log", str(audit), "--log-level", "debug"]
+    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+        accepted = []
+        for url, protocols in [
+            (f"{server.url}?access_token={TOKEN}", ["mcp"]),
+            (server.url, ["mcp", f"bearer.{TOKEN}"]),
+        ]:
+            async with trio_websocket.open_websocket_url(url, subprotocols=protocols) as ws:
+                accepted.append((ws.subprotocol, (await rpc(ws, INIT))["result"]["serverInfo"]["name"]))
+        refused = []
+        for url, protocols in [
+            (f"{server.url}?access_token=wrong-{TOKEN}", ["mcp"]),
+            (server.url, ["mcp", "bearer.x"]),
+        ]:
+            with pytest.raises(trio_websocket.ConnectionRejected) as caught:
+                async with trio_websocket.open_websocket_url(url, subprotocols=protocols):
+                    pass
+            refused.append(caught.value.status_code)
+    assert accepted == [("mcp", "trio-exec")] * 2  # the bearer entry is never echoed back
+    assert refused == [401, 401]
+    assert [json.loads(line)["reason"] for line in audit.read_text().splitlines()] == ["invalid", "invalid"]
+    assert TOKEN not in audit.read_text()
+    assert TOKEN not in server.log.decode()
+
+
 @pytest.mark.parametrize(
     ("path", "headers", "protocols", "status"),
     [

@@ -1,7 +1,7 @@
 // One MCP session with an official TypeScript client, for tests/test_node_clients.py.
 //   node call.mjs SDK TRANSPORT TARGET CALLS
 // SDK: "v1" (@modelcontextprotocol/sdk) or "v2" (@modelcontextprotocol/client); TRANSPORT: "stdio" (TARGET is
-// a JSON argv) or "http" (TARGET is the URL); CALLS: a JSON list of [tool, arguments]. Prints one JSON object:
+// a JSON argv), "http" or "ws" (v1 only; TARGET is the URL); CALLS: a JSON list of [tool, arguments]. Prints:
 // {"tools": [...listed tools...], "results": [...one CallToolResult, or {"thrown": message}, per call...]}.
 const [sdk, transportName, target, calls] = process.argv.slice(2);
 
@@ -11,6 +11,7 @@ const modules =
         client: "@modelcontextprotocol/sdk/client/index.js",
         stdio: "@modelcontextprotocol/sdk/client/stdio.js",
         http: "@modelcontextprotocol/sdk/client/streamableHttp.js",
+        ws: "@modelcontextprotocol/sdk/client/websocket.js",
       }
     : { client: "@modelcontextprotocol/client", stdio: "@modelcontextprotocol/client/stdio", http: "@modelcontextprotocol/client" };
 
@@ -20,6 +21,9 @@ if (transportName === "stdio") {
   const { StdioClientTransport } = await import(modules.stdio);
   const [command, ...args] = JSON.parse(target);
   transport = new StdioClientTransport({ command, args, stderr: "inherit" });
+} else if (transportName === "ws") {
+  const { WebSocketClientTransport } = await import(modules.ws);
+  transport = new WebSocketClientTransport(new URL(target));
 } else {
   const { StreamableHTTPClientTransport } = await import(modules.http);
   transport = new StreamableHTTPClientTransport(new URL(target));

@@ -1,8 +1,9 @@
 """WebSocket transport: trio-websocket at ``/mcp``, subprotocol ``mcp``, one JSON-RPC message per text frame.
 
 The handshake gets the same checks as HTTP: path, Host and Origin allowlists (DNS rebinding),
-Bearer auth in the ``Authorization`` header (401 with ``WWW-Authenticate``; failures are audit
-events and spend the client's rate limit). Malformed messages are answered as on stdio
+Bearer auth (the ``Authorization`` header, else the ``access_token`` query parameter or a
+``bearer.<token>`` subprotocol, for clients that cannot send headers; 401 with ``WWW-Authenticate``;
+failures are audit events and spend the client's rate limit). Malformed messages are answered as on stdio
 (``framing.decode``: -32700/-32600/-32602, with the id when it can be read) and the session goes
 on; a message larger than ``--max-request-bytes`` closes the connection (1009, "message too big").
 On shutdown the listener stops, new calls are refused with ``busy``, running calls get
@@ -16,6 +17,7 @@ port: check the TCP port, or run the streamable-http transport where HTTP health
 from __future__ import annotations
 
 import ssl
+import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +51,27 @@ def _header(request: trio_websocket.WebSocketRequest, name: bytes) -> str | None
         if key.lower() == name:
             return value.decode("latin-1")
     return None
+
+
+def _presented_token(request: trio_websocket.WebSocketRequest) -> str:
+    """The Bearer token of a handshake, from wherever a WebSocket client can put it ('' if none).
+
+    ``Authorization: Bearer`` first. Neither official SDK's WebSocket client (nor a browser's ``WebSocket``)
+    can send a header, so also the URL's ``access_token`` query parameter (RFC 6750, 2.3: what the TypeScript
+    SDK's ``WebSocketClientTransport(url)`` can carry) and a ``bearer.<token>`` subprotocol beside ``mcp``
+    (what a browser's ``new WebSocket(url, ["mcp", "bearer." + token])`` can). No log line shows the path or
+    the proposed subprotocols, and the accepted subprotocol is ``mcp``, so the token is never echoed.
+    """
+    scheme, _, value = (_header(request, b"authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    query = urllib.parse.parse_qs(request.path.partition("?")[2], keep_blank_values=False)
+    if query.get("access_token"):
+        return query["access_token"][0]
+    for proposed in request.proposed_subprotocols:
+        if proposed.startswith("bearer.") and len(proposed) > len("bearer."):
+            return proposed[len("bearer.") :]
+    return ""
 
 
 class _Handshake:
@@ -85,9 +108,7 @@ class _Handshake:
             return None
         key = peer
         if self.tokens:
-            auth = _header(request, b"authorization") or ""
-            scheme, _, presented = auth.partition(" ")
-            presented = presented.strip() if scheme.lower() == "bearer" else ""
+            presented = _presented_token(request)
             if not presented or not token_matches(presented.encode(), [t.encode() for t in self.tokens]):
                 self.service.audit.record("auth_failure", transport="websocket", client=peer,
                                           reason="invalid" if presented else "missing")  # fmt: skip
