@@ -76,6 +76,8 @@ async def test_bearer_auth_refuses_missing_and_wrong_tokens_and_audits_them(tmp_
     for response in (missing, wrong):
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Bearer")
+        assert "static Bearer token, not OAuth" in response.json()["error_description"]
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]  # RFC 6750: a token was sent, and is wrong
     records = [json.loads(line) for line in audit.read_text().splitlines()]
     failures = [r for r in records if r["event"] == "auth_failure"]
     assert [f["reason"] for f in failures] == ["missing", "invalid"]
@@ -85,6 +87,48 @@ async def test_bearer_auth_refuses_missing_and_wrong_tokens_and_audits_them(tmp_
     for text in (audit.read_text(), log):
         assert TOKEN not in text
         assert other not in text
+
+
+@pytest.mark.parametrize("root", [[], ["--root-path", "/exec"]], ids=["root", "root-path"])
+async def test_oauth_metadata_is_not_found_so_clients_do_not_start_an_oauth_flow(root: list[str]) -> None:
+    """RFC 9728 / RFC 8414 discovery after a 401 (Inspector v2 does it) finds nothing, before any auth."""
+    async with run_server(*HTTP, *ECHO, *root, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+        prefix = server.base + "".join(root[1:])
+        paths = ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp",
+                 "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]  # fmt: skip
+        answers = [await h.get(base + path) for path in paths for base in {server.base, prefix}]
+    assert {a.status_code for a in answers} == {404}
+    assert all("static Bearer token, not OAuth" in a.json()["error_description"] for a in answers)
+
+
+@pytest.mark.parametrize("cors", [[], ["--cors-origins", "https://app.example,http://localhost:*"]], ids=["off", "on"])
+async def test_browser_clients_get_cors_only_for_the_origins_given(cors: list[str]) -> None:
+    args = [*HTTP, *ECHO, "--stateful", *cors]
+    preflight = {"origin": "http://localhost:6274", "access-control-request-method": "POST",
+                 "access-control-request-headers": "authorization, content-type, mcp-protocol-version"}  # fmt: skip
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
+            "capabilities": {}, "clientInfo": {"name": "browser", "version": "1"}}}  # fmt: skip
+    base = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {TOKEN}"}
+    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+        options = await h.options(server.url, headers=preflight)
+        posted = await h.post(server.url, json=init, headers={**base, "origin": "https://app.example"})
+        refused = await h.post(server.url, json=init, headers={"origin": "https://app.example"})
+        other = await h.options(server.url, headers={**preflight, "origin": "https://evil.example"})
+    if not cors:
+        assert "access-control-allow-origin" not in options.headers
+        assert posted.status_code == 403  # the Origin check refuses a page the operator did not name
+        return
+    assert options.status_code == 200
+    assert options.headers["access-control-allow-origin"] == "http://localhost:6274"
+    assert "authorization" in options.headers["access-control-allow-headers"].lower()
+    assert "mcp-protocol-version" in options.headers["access-control-allow-headers"].lower()
+    assert posted.status_code == 200
+    assert posted.headers["access-control-allow-origin"] == "https://app.example"
+    assert "mcp-session-id" in posted.headers["access-control-expose-headers"].lower()
+    assert posted.headers["mcp-session-id"]
+    assert refused.status_code == 401  # CORS is no authentication; the page may read why
+    assert refused.headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in other.headers
 
 
 async def _response(stream: trio.SocketStream, conn: h11.Connection) -> h11.Response:

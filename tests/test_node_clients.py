@@ -104,3 +104,21 @@ async def test_the_typescript_sdks_websocket_client_gives_its_token_in_the_url()
         refused = await node(call_script(), "v1", "ws", server.url, "[]", fails=True)
     assert session["results"][0]["structuredContent"]["stdout"] == "ws\n"
     assert "non-101 status code" in refused  # without the token the handshake is refused (401)
+
+
+async def test_inspector_v2_without_a_token_is_told_the_server_takes_a_static_token() -> None:
+    """A 401 sends Inspector v2 into OAuth (discovery, then client registration); what it finds and prints
+    says that this server takes a static Bearer token instead (issue 12, item 7)."""
+    token = "inspector-token-" + "i" * 16
+    interactive = {**os.environ, "MCP_AUTO_OPEN_ENABLED": "true", "BROWSER": "/bin/false",
+                   "MCP_INSPECTOR_SECRET_STORE": "memory"}  # fmt: skip
+    async with run_server("--transport", "streamable-http", *ECHO, env={"MCP_EXEC_AUTH_TOKEN": token}) as server:
+        argv = [str(NODE), str(INSPECTORS["v2"]), "--cli", server.url, "--method", "tools/list"]
+        with trio.fail_after(120):
+            done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False, env=interactive,
+                                          stdin=subprocess.DEVNULL)  # fmt: skip
+        listed = await node(*argv[1:], "--header", f"Authorization: Bearer {token}")
+    said = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode != 0
+    assert "static Bearer token, not OAuth" in said, said[-2000:]
+    assert json.loads(listed)["tools"][0]["name"] == "echo"  # and with the token it works

@@ -38,7 +38,7 @@ TRANSPORTS = ("stdio", "streamable-http", "websocket")
 NETWORK_ONLY = (
     "bind", "auth_token", "auth_token_file", "stateful", "session_idle_timeout_s", "max_sessions", "allowed_hosts",
     "allowed_origins", "forwarded_allow_ips", "root_path", "certfile", "keyfile", "backlog", "write_timeout_s",
-    "insecure_no_auth",
+    "insecure_no_auth", "cors_origins",
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
 FSIZE_PER_OUTPUT = 64  # default --limit-fsize: this many times --max-output-bytes
@@ -497,6 +497,15 @@ OPTIONS: tuple[Opt, ...] = (
         default=(),
     ),
     Opt(
+        "--cors-origins",
+        "cors_origins",
+        "MCP_EXEC_CORS_ORIGINS",
+        "Web origins whose pages may call the HTTP endpoint (CORS; 'scheme://name:*' = any port). Default: none.",
+        convert=_names,
+        metavar="<origins>",
+        default=(),
+    ),
+    Opt(
         "--max-request-bytes",
         "max_request_bytes",
         "MCP_EXEC_MAX_REQUEST_BYTES",
@@ -851,6 +860,13 @@ def _check_network(merged: dict[str, Any]) -> None:
             ipaddress.ip_network(ip, strict=False)
         except ValueError:
             raise ConfigError(f"--forwarded-allow-ips: {ip!r} is not an IP address or network") from None
+    for origin in merged["cors_origins"]:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise ConfigError(
+                f"--cors-origins: {origin!r} is not an origin: give scheme://host[:port] without a path "
+                "(https://app.example.com, http://localhost:*); '*' alone is not accepted: name the origins"
+            )
     root = merged["root_path"]
     if root and (not root.startswith("/") or root.endswith("/")):
         raise ConfigError(f"--root-path {root!r} must start with '/' and not end with it (e.g. /exec)")

@@ -113,6 +113,7 @@ class Settings:
     max_sessions: int = 1000  # stateful HTTP: open sessions at once (503 beyond)
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()  # web pages that may call the HTTP endpoint (CORS); also allowed origins
     max_request_bytes: int = 4 * 1024 * 1024
     forwarded_allow_ips: tuple[str, ...] = ()
     root_path: str | None = None

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -33,6 +34,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.lowlevel.server import Server
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+from starlette.middleware.cors import CORSMiddleware
 
 from trio_exec import __version__
 from trio_exec.config import Settings
@@ -50,6 +52,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 def fingerprint(token: str) -> str:
     """A stable, non-reversible name for a token (never the token itself)."""
     return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+NO_OAUTH = (
+    "this server takes a static Bearer token, not OAuth: send 'Authorization: Bearer <token>' with the token its "
+    "operator set (MCP_EXEC_AUTH_TOKEN or --auth-token-file)"
+)
 
 
 def split_bind(bind: str) -> tuple[str, int]:
@@ -132,6 +140,10 @@ class Front:
             if self.sessions is not None:
                 body.update(sessions=self.sessions(), max_sessions=self.service.settings.max_sessions)
             await _respond(send, 200 if status == "ok" else 503, body)
+            return
+        if path.startswith("/.well-known/") or scope["path"].startswith("/.well-known/"):
+            # No OAuth here: clients that look for its metadata (RFC 9728, RFC 8414) on a 401 learn so at once.
+            await _respond(send, 404, {"error": "not_found", "error_description": NO_OAUTH})
             return
         peer = "ip:" + (scope.get("client") or ("unknown", 0))[0]
         key = peer
@@ -250,9 +262,9 @@ class Front:
             retry = [(b"retry-after", str(int(wait) + 1).encode())]
             await _respond(send, 429, {"error": "too many requests"}, retry + extra)
             return
-        await _respond(
-            send, 401, {"error": "unauthorized"}, [(b"www-authenticate", b'Bearer realm="trio-exec"'), *extra]
-        )
+        challenge = b'Bearer realm="trio-exec"' + (b', error="invalid_token"' if why == "invalid" else b"")
+        body = {"error": "unauthorized", "error_description": NO_OAUTH}
+        await _respond(send, 401, body, [(b"www-authenticate", challenge), *extra])
 
 
 async def _read_body(receive: Receive, limit: int) -> bool:
@@ -331,13 +343,44 @@ def token_matches(presented: bytes, tokens: list[bytes]) -> bool:
     return found
 
 
+# What MCP clients send and may read, for CORS.
+CORS_REQUEST_HEADERS = [
+    "authorization",
+    "content-type",
+    "accept",
+    "mcp-protocol-version",
+    "mcp-session-id",
+    "last-event-id",
+]
+CORS_EXPOSED_HEADERS = ["mcp-session-id", "mcp-protocol-version", "www-authenticate", "retry-after"]
+
+
+def with_cors(app: ASGIApp, origins: Iterable[str]) -> ASGIApp:
+    """Starlette's CORS middleware for ``--cors-origins`` (``scheme://name:*`` is any port of that name).
+
+    Outside the auth layer: a preflight carries no token. A browser may then send what MCP clients
+    send and read the session id and the auth challenge.
+    """
+    exact = [o for o in origins if not o.endswith(":*")]
+    ports = [re.escape(o[: -len(":*")]) + r"(:[0-9]+)?" for o in origins if o.endswith(":*")]
+    return CORSMiddleware(
+        app,
+        allow_origins=exact,
+        allow_origin_regex="|".join(ports) or None,
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        max_age=600,
+    )
+
+
 def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> tuple[ASGIApp, Front]:
     s = service.settings
     hosts, origins = default_allowed(s.bind)
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=list(s.allowed_hosts) or hosts,
-        allowed_origins=list(s.allowed_origins) or origins,
+        allowed_origins=[*(s.allowed_origins or origins), *s.cors_origins],  # a CORS origin is a trusted one
     )
     sdk_app = server.streamable_http_app(
         streamable_http_path="/mcp",
@@ -356,7 +399,8 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
 
         count = sessions
     front = Front(sdk_app, service, tokens, count)
-    return TrustedProxies(front, s.forwarded_allow_ips), front
+    app: ASGIApp = with_cors(front, s.cors_origins) if s.cors_origins else front
+    return TrustedProxies(app, s.forwarded_allow_ips), front
 
 
 def set_write_timeout(sock: socket.socket | trio.socket.SocketType, seconds: float) -> None:
