@@ -89,7 +89,7 @@ async def test_the_typescript_sdks_list_call_and_read_argument_errors(sdk: str, 
             session = await sdk_session(sdk, "http", server.url, calls)
     (tool,) = session["tools"]
     number, missing, text = session["results"]
-    assert tool["inputSchema"]["properties"]["message"]["type"] == ["string", "number", "boolean"]
+    assert [b["type"] for b in tool["inputSchema"]["properties"]["message"]["anyOf"]] == ["string", "number", "boolean"]
     assert number["structuredContent"]["stdout"] == "42\n"
     assert missing["isError"] is True  # a result the model reads, not an exception (SEP-1303)
     assert missing["structuredContent"]["error"]["code"] == "invalid_arguments"
@@ -122,3 +122,17 @@ async def test_inspector_v2_without_a_token_is_told_the_server_takes_a_static_to
     assert done.returncode != 0
     assert "static Bearer token, not OAuth" in said, said[-2000:]
     assert json.loads(listed)["tools"][0]["name"] == "echo"  # and with the token it works
+
+
+async def test_inspector_v2_finds_the_input_schemas_portable() -> None:
+    """Its schema-portability check (``--strict``) flags a ``type`` list (Gemini's OpenAPI subset rejects one):
+    the input schemas, which reach the model's provider, use single-type ``anyOf`` branches instead."""
+    argv = [str(NODE), str(INSPECTORS["v2"]), "--cli", "--strict", *SERVER, "--allow-commands", "echo",
+            "--method", "tools/list"]  # fmt: skip
+    with trio.fail_after(120):
+        done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False,
+                                      stdin=subprocess.DEVNULL)  # fmt: skip
+    report = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, report[-2000:]
+    assert "0 errors" in report
+    assert "Path: inputSchema" not in report, report  # (the output schemas' nullable unions stay: a validator's speed)

@@ -31,7 +31,7 @@ async def test_lists_one_tool_per_template_with_schemas(mode: str) -> None:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     assert set(tools) == {"echo", "date"}
     echo = tools["echo"]
-    assert echo.input_schema["properties"]["message"]["type"] == ["string", "number", "boolean"]
+    assert echo.input_schema["properties"]["message"]["anyOf"][0]["type"] == "string"
     assert echo.input_schema["required"] == ["message"]
     assert echo.input_schema["additionalProperties"] is False
     assert "timeout" in echo.input_schema["properties"]
@@ -111,7 +111,7 @@ async def test_numbers_and_booleans_for_text_placeholders_become_their_canonical
             assert result.structured_content is not None
             outputs.append(result.structured_content["stdout"])
         listed = await client.call_tool("echo", {"message": [1]})
-    assert tool.input_schema["properties"]["message"]["type"] == ["string", "number", "boolean"]
+    assert [b["type"] for b in tool.input_schema["properties"]["message"]["anyOf"]] == ["string", "number", "boolean"]
     assert outputs == ["42\n", "2\n", "0.5\n", "0\n", "true\n", "100000000000000000000\n"]
     assert listed.structured_content is not None
     assert listed.structured_content["error"]["code"] == "invalid_arguments"  # a list is still no text

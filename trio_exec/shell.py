@@ -22,7 +22,7 @@ from trio_exec import commands, runner
 from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
 from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
-from trio_exec.templates import resolve_program
+from trio_exec.templates import other_json_types, resolve_program
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
 
 NAME = "shell_execute"
@@ -98,13 +98,14 @@ class ShellTool:
 
     def input_schema(self, max_timeout_s: float, *, published: bool = True) -> dict[str, Any]:
         """The tool's JSON schema; the published one lets argv items be numbers (``["head", "-n", 5]``),
-        turned into their canonical text (``text_command``) before the strict one checks them."""
+        turned into their canonical text (``server.as_texts``) before the strict one checks them."""
+        text = {"type": "string", "maxLength": MAX_VALUE_BYTES}
         return {
             "type": "object",
             "properties": {
                 "command": {
                     "type": "array",
-                    "items": {"type": ["string", "number"] if published else "string", "maxLength": MAX_VALUE_BYTES},
+                    "items": {"anyOf": [text, *other_json_types(booleans=False)]} if published else text,
                     "minItems": 1,
                     "maxItems": MAX_ARGV,
                     "description": 'The command as an argv array, e.g. ["grep", "-n", "TODO", "notes.txt"]. '

@@ -289,6 +289,12 @@ def text_arguments(t: Template, arguments: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def other_json_types(*, booleans: bool) -> list[dict[str, str]]:
+    """The ``anyOf`` branches beside a text one: single-``type`` branches, which every client's schema dialect
+    reads (a ``type`` list is legal JSON Schema but not portable: Gemini's OpenAPI subset rejects it)."""
+    return [{"type": "number"}, *([{"type": "boolean"}] if booleans else [])]
+
+
 def input_schema(t: Template, *, max_timeout_s: float, stdin: bool, published: bool = True) -> dict[str, Any]:
     """The JSON schema of a tool's arguments (all placeholders required unless defaulted).
 
@@ -305,15 +311,13 @@ def input_schema(t: Template, *, max_timeout_s: float, stdin: bool, published: b
             if a.constraint.maximum is not None:
                 prop["maximum"] = a.constraint.maximum
         else:
-            wire = ["string"]
-            if published and a.kind in NUMBER_KINDS and a.constraint.enum is None:
-                wire += ["number", "boolean"] if a.kind in BOOLEAN_KINDS else ["number"]
-            prop = {"type": wire[0] if len(wire) == 1 else wire}
-            prop["maxLength"] = a.constraint.max_length or MAX_VALUE_BYTES
+            prop = {"type": "string", "maxLength": a.constraint.max_length or MAX_VALUE_BYTES}
             if a.constraint.enum is not None:
                 prop["enum"] = list(a.constraint.enum)
             if a.constraint.pattern is not None:
                 prop["pattern"] = f"^(?:{a.constraint.pattern})$"
+            if published and a.kind in NUMBER_KINDS and a.constraint.enum is None:
+                prop = {"anyOf": [prop, *other_json_types(booleans=a.kind in BOOLEAN_KINDS)]}
         prop["description"] = a.description or _kind_help(a.kind)
         if a.default is not None:
             prop["default"] = int(a.default) if a.kind is Kind.INTEGER else a.default
