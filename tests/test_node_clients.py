@@ -136,3 +136,22 @@ async def test_inspector_v2_finds_the_input_schemas_portable() -> None:
     assert done.returncode == 0, report[-2000:]
     assert "0 errors" in report
     assert "Path: inputSchema" not in report, report  # (the output schemas' nullable unions stay: a validator's speed)
+
+
+@pytest.mark.parametrize("sdk", ["v1", "v2"])
+async def test_a_long_call_outlives_the_sdks_request_timeout_only_with_reset_on_progress(sdk: str) -> None:
+    """The TypeScript SDKs time a request out after ``timeout`` (60 s by default) whatever progress arrives,
+    unless the call passes ``onprogress`` *and* ``resetTimeoutOnProgress: true`` (the README says so); the
+    server reports progress every 2 s. Here a 7 s command against a 3 s request timeout."""
+    slow = [sys.executable, "-m", "trio_exec", "--cmd", 'slow|"sleep 7"']
+    calls: list[Any] = [
+        ("slow", {}, {"timeout": 3000}),
+        ("slow", {}, {"timeout": 3000, "progress": True}),
+        ("slow", {}, {"timeout": 3000, "progress": True, "resetTimeoutOnProgress": True}),
+    ]
+    plain, progress_only, reset = (await sdk_session(sdk, "stdio", json.dumps(slow), calls))["results"]
+    assert "timed out" in plain["thrown"].lower()
+    assert "timed out" in progress_only["thrown"].lower()
+    assert progress_only["progressSeen"] >= 1  # progress arrived, and did not keep the request alive
+    assert reset["structuredContent"]["exit_code"] == 0
+    assert reset["progressSeen"] >= 3

@@ -117,6 +117,24 @@ async def test_numbers_and_booleans_for_text_placeholders_become_their_canonical
     assert listed.structured_content["error"]["code"] == "invalid_arguments"  # a list is still no text
 
 
+async def test_the_python_sdks_read_timeout_is_not_extended_by_progress() -> None:
+    """What the README tells Python users: ``read_timeout_seconds`` ends a call that still reports progress
+    (every 2 s here); only a timeout above the tool's own lets a long call finish."""
+    seen: list[float] = []
+
+    async def progress(done: float, total: float | None, message: str | None) -> None:
+        seen.append(done)
+
+    async with connect("--cmd", 'slow|"sleep 5"') as client:
+        with pytest.raises(MCPError, match="timed out"):
+            await client.call_tool("slow", {}, read_timeout_seconds=3, progress_callback=progress)
+        reported = len(seen)
+        finished = await client.call_tool("slow", {}, read_timeout_seconds=30, progress_callback=progress)
+    assert reported >= 1  # progress arrived before the timeout, and did not extend it
+    assert finished.structured_content is not None
+    assert finished.structured_content["exit_code"] == 0
+
+
 async def test_an_unknown_tool_is_invalid_params(mode: str) -> None:
     async with connect(*ECHO, mode=mode) as client:
         with pytest.raises(MCPError) as caught:

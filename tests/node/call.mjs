@@ -1,7 +1,7 @@
 // One MCP session with an official TypeScript client, for tests/test_node_clients.py.
 //   node call.mjs SDK TRANSPORT TARGET CALLS
 // SDK: "v1" (@modelcontextprotocol/sdk) or "v2" (@modelcontextprotocol/client); TRANSPORT: "stdio" (TARGET is
-// a JSON argv), "http" or "ws" (v1 only; TARGET is the URL); CALLS: a JSON list of [tool, arguments]. Prints:
+// a JSON argv), "http" or "ws" (v1 only; TARGET is the URL); CALLS: a JSON list of [tool, arguments, options?].
 // {"tools": [...listed tools...], "results": [...one CallToolResult, or {"thrown": message}, per call...]}.
 const [sdk, transportName, target, calls] = process.argv.slice(2);
 
@@ -32,11 +32,20 @@ const client = new Client({ name: `trio-exec-tests-${sdk}`, version: "1.0.0" });
 await client.connect(transport);
 const tools = (await client.listTools()).tools;
 const results = [];
-for (const [name, args] of JSON.parse(calls)) {
+for (const [name, args, options] of JSON.parse(calls)) {
+  // options (optional): the SDK's RequestOptions (timeout, resetTimeoutOnProgress, maxTotalTimeout), and
+  // "progress": true to pass an onprogress callback (the SDK sends a progressToken only with one).
+  const { progress, ...requestOptions } = options ?? {};
+  let seen = 0;
+  if (progress) requestOptions.onprogress = () => (seen += 1);
   try {
-    results.push(await client.callTool({ name, arguments: args }));
+    const params = { name, arguments: args };
+    const result = await (sdk === "v1"  // v1: callTool(params, resultSchema, options); v2: callTool(params, options)
+      ? client.callTool(params, undefined, requestOptions)
+      : client.callTool(params, requestOptions));
+    results.push({ ...result, progressSeen: seen });
   } catch (error) {
-    results.push({ thrown: String(error?.message ?? error) });
+    results.push({ thrown: String(error?.message ?? error), progressSeen: seen });
   }
 }
 await client.close();
