@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -81,13 +82,24 @@ def coverage(session: nox.Session) -> None:
 
 @nox.session
 def package(session: nox.Session) -> None:
-    """Build the sdist and the wheel into a fresh folder and check them with twine (publish-ready)."""
+    """Build the sdist and the wheel into a fresh folder and check them with twine (publish-ready), then
+    install the wheel into a fresh virtualenv, as the README's quick start does, and start it."""
     session.install("build>=1.2", "twine>=5.1")
-    out = Path(session.create_tmp()) / "dist"
+    tmp = Path(session.create_tmp())
+    out = tmp / "dist"
     for stale in out.glob("*"):
         stale.unlink()
     session.run("python", "-m", "build", "--outdir", str(out))
     session.run("twine", "check", "--strict", *map(str, sorted(out.glob("*"))))
+    venv = tmp / "fresh-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("python", "-m", "venv", str(venv))
+    (wheel,) = out.glob("*.whl")
+    session.run(str(venv / "bin" / "pip"), "install", "--quiet", str(wheel), external=True)
+    trio_exec = str(venv / "bin" / "trio-exec")
+    session.run(trio_exec, "--version", external=True)
+    quick_start = ["--cmd", 'echo|"echo {message}"', "--base-path", "."]
+    session.run(trio_exec, "--dry-run", *quick_start, external=True, silent=True)
 
 
 @nox.session
