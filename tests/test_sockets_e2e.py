@@ -200,7 +200,8 @@ STUCK = 100
 
 async def test_memory_held_for_stuck_readers_is_returned_once_they_are_dropped() -> None:
     # 100 clients that never read a 1 MiB result (6 MiB of JSON: NULs are escaped) hold it unsent until
-    # the write timeout drops them; the server must then shrink back (glibc kept 170-410 MB of it before).
+    # the write timeout drops them; the server must then shrink back (glibc kept 170-410 MB of it before, and
+    # reference cycles 1.9 GB in 2 runs of 3 until the next garbage collection).
     args = ["--transport", "streamable-http", *BIG, "--rate-limit-rps", "0", "--max-concurrent", str(STUCK)]
     async with run_server(*args) as server:
         host, port = _host_port(server.base)
@@ -216,7 +217,10 @@ async def test_memory_held_for_stuck_readers_is_returned_once_they_are_dropped()
         with trio.fail_after(120):
             while server.log.count(b"dropped the connection") < STUCK:  # noqa: ASYNC110 - the server's stderr
                 await trio.sleep(0.1)
-        grown_mib = (_rss_kib(server.proc.pid) - idle) / 1024
+        # Returned within a few seconds of the last drop (the collector runs a second after a burst of drops).
+        with trio.move_on_after(10):
+            while (grown_mib := (_rss_kib(server.proc.pid) - idle) / 1024) >= 60:  # noqa: ASYNC110 - other process
+                await trio.sleep(0.2)
         for stream in stuck:
             await stream.aclose()
     assert grown_mib < 60, f"the server kept {grown_mib:.0f} MiB after its stuck clients were dropped"

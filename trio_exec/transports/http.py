@@ -36,7 +36,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.middleware.cors import CORSMiddleware
 
-from trio_exec import __version__
+from trio_exec import __version__, memory
 from trio_exec.config import Settings
 from trio_exec.inflight import CALLS, CLIENT_KEY, OWNER, owner_of
 from trio_exec.runner import KILL_GRACE_S
@@ -416,6 +416,7 @@ def set_write_timeout(sock: socket.socket | trio.socket.SocketType, seconds: flo
 
 def report_drop(service: Service, transport: str, peer: str) -> None:
     """A connection the kernel dropped because its peer read nothing for ``--write-timeout``: log and audit."""
+    memory.reclaim_soon()  # its reply is garbage in reference cycles now: give the memory back
     limit = service.settings.write_timeout_s
     logger.warning("dropped the connection of {}: it read nothing for {:g}s (--write-timeout)", peer, limit)
     service.audit.record("connection_dropped", transport=transport, client=peer, reason="write_timeout",
