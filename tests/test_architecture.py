@@ -1,0 +1,115 @@
+"""The architecture as a test: which parts may import what, and who may spawn or read the environment.
+
+Read from the source with ``ast`` (no import runs). The contracts:
+
+- the **pure core** (validation, templates, policies, ...) never imports trio, anyio, the MCP SDK, an HTTP
+  or WebSocket server, ``subprocess``, nor the runner, the server, the app, the CLI or the transports;
+- only the **runner** starts processes (``subprocess``, ``os.system``/``popen``/``exec*``/``spawn*``/``fork``);
+- only the **CLI** reads the process environment (``os.environ``, ``os.getenv``);
+- the **transports** never import the runner.
+
+``KNOWN`` lists the breaks today's layout still has, each with the step that removes it (issue 13, the
+redesign); an entry that no longer breaks its contract fails the test, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "trio_exec"
+PURE = {
+    "binaries", "commands", "config", "elfsyms", "errors", "guards", "policies", "sandbox_view", "templates",
+    "validation",
+}  # fmt: skip
+IMPURE_LIBRARIES = {"trio", "anyio", "mcp", "mcp_types", "hypercorn", "trio_websocket", "starlette", "subprocess"}
+EDGES = {"runner", "server", "app", "admission", "inflight", "cli", "doctor", "transports"}
+SPAWNING = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
+    f"{verb}{suffix}" for verb in ("exec", "spawn") for suffix in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
+}
+KNOWN = {
+    ("spawns", "sandbox"): "start-up probes (bwrap --version, a test sandbox): move them behind the runner",
+    ("reads the environment", "memory"): "return_large_blocks' default argument: the CLI passes its environ",
+    ("transport imports the runner", "transports.http"): "KILL_GRACE_S: the drain moves to a shared transport edge",
+    ("transport imports the runner", "transports.websocket"): "KILL_GRACE_S, as above",
+}
+
+
+def modules() -> dict[str, ast.Module]:
+    """Every module of the package by dotted name below ``trio_exec`` (``transports.http``)."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        found[name.removesuffix(".__init__")] = ast.parse(path.read_text(), str(path))
+    return found
+
+
+def imports(tree: ast.Module) -> set[str]:
+    """Dotted names imported anywhere in ``tree`` (``trio_exec.x`` shortened to ``x``), function bodies too."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            if node.module == "trio_exec":
+                names |= {f"trio_exec.{a.name}" for a in node.names}
+    return {n.removeprefix("trio_exec.") for n in names}
+
+
+def _is_os_attribute(node: ast.AST, names: set[str]) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr in names
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+    )
+
+
+def breaks(name: str, tree: ast.Module) -> Iterator[tuple[str, str]]:
+    """(contract, what) for each contract module ``name`` breaks."""
+    imported = imports(tree)
+    top = {i.split(".")[0] for i in imported}
+    if name in PURE:
+        for what in sorted((top & IMPURE_LIBRARIES) | {i for i in imported if i.split(".")[0] in EDGES}):
+            yield "pure core imports an edge", what
+    if name != "runner" and ("subprocess" in top or any(_is_os_attribute(n, SPAWNING) for n in ast.walk(tree))):
+        yield "spawns", name
+    if name != "cli" and any(_is_os_attribute(n, {"environ", "getenv", "environb", "getenvb"}) for n in ast.walk(tree)):
+        yield "reads the environment", name
+    if name.startswith("transports.") and "runner" in imported:
+        yield "transport imports the runner", name
+
+
+def found_breaks() -> dict[tuple[str, str], str]:
+    return {(contract, name): what for name, tree in modules().items() for contract, what in breaks(name, tree)}
+
+
+def test_the_parts_keep_their_contracts() -> None:
+    unexpected = {key: what for key, what in found_breaks().items() if key not in KNOWN}
+    assert not unexpected, f"architecture broken (see this file's docstring): {unexpected}"
+
+
+def test_every_known_break_still_exists_so_the_list_only_shrinks() -> None:
+    stale = set(KNOWN) - set(found_breaks())
+    assert not stale, f"fixed, so remove from KNOWN: {sorted(stale)}"
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "contract"),
+    [
+        ("validation", "import trio\n", "pure core imports an edge"),
+        ("templates", "from trio_exec import runner\n", "pure core imports an edge"),
+        ("policies", "def f():\n    from trio_exec.transports import http\n", "pure core imports an edge"),
+        ("guards", "import subprocess\n", "pure core imports an edge"),
+        ("shell", "import subprocess\n", "spawns"),
+        ("server", "import os\nos.execvp('sh', ['sh'])\n", "spawns"),
+        ("audit", "import os\nx = os.environ.get('X')\n", "reads the environment"),
+        ("transports.stdio", "from trio_exec.runner import KILL_GRACE_S\n", "transport imports the runner"),
+    ],
+)
+def test_each_contract_catches_its_break(name: str, source: str, contract: str) -> None:
+    assert contract in {c for c, _ in breaks(name, ast.parse(source))}
