@@ -32,9 +32,6 @@ SPAWNING = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"}
 }
 KNOWN = {
     ("spawns", "sandbox"): "start-up probes (bwrap --version, a test sandbox): move them behind the runner",
-    ("reads the environment", "memory"): "return_large_blocks' default argument: the CLI passes its environ",
-    ("transport imports the runner", "transports.http"): "KILL_GRACE_S: the drain moves to a shared transport edge",
-    ("transport imports the runner", "transports.websocket"): "KILL_GRACE_S, as above",
 }
 
 

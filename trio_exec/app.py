@@ -14,9 +14,9 @@ import trio
 from loguru import logger
 from mcp.server.lowlevel.server import Server
 
-from trio_exec import __version__, runner
+from trio_exec import __version__
 from trio_exec.audit import Audit, setup_logging
-from trio_exec.config import Settings
+from trio_exec.config import KILL_GRACE_S, Settings
 from trio_exec.private_dirs import private_dir
 from trio_exec.sandbox import Sandbox
 from trio_exec.server import Service, build_server
@@ -54,7 +54,7 @@ async def _stop_stdio(service: Service, replies: Replies, stopping: trio.Event, 
     """stdio has no grace: stop the commands now, let each call answer ``cancelled``, then end."""
     await stopping.wait()
     service.guards.shutdown()
-    with trio.move_on_after(runner.KILL_GRACE_S + FLUSH_S):
+    with trio.move_on_after(KILL_GRACE_S + FLUSH_S):
         await service.guards.wait_idle()
         await replies.all_answered()
     app_scope.cancel()

@@ -1114,7 +1114,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # Not even a command of our own user (an unsandboxed one, or anything else it runs) may read our
     # memory through /proc/<pid>/mem, nor our fds or environment: the kernel refuses a non-dumpable process.
     procfs.set_dumpable(False)
-    memory.return_large_blocks()  # a burst of large results must not leave the server big for good
+    memory.return_large_blocks(environ)  # a burst of large results must not leave the server big for good
     from trio_exec import runner  # trio: only when serving
 
     runner.adopt_orphans()  # what leaves a call's process group is re-parented to us, and killed when the call ends

@@ -78,6 +78,9 @@ class Limits:
         return any(v is not None for v in attrs.astuple(self))
 
 
+KILL_GRACE_S = 1.0  # a stopped command's group gets SIGTERM, then SIGKILL this much later (drains wait for it)
+
+
 @attrs.frozen
 class Settings:
     """Everything the server needs, resolved from CLI > environment > config file > defaults."""

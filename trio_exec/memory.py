@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import os
 from collections.abc import Mapping
 
 M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
 THRESHOLD = 128 * 1024
 
 
-def return_large_blocks(environ: Mapping[str, str] = os.environ) -> bool:
+def return_large_blocks(environ: Mapping[str, str]) -> bool:
     """Fix glibc's mmap threshold at 128 KiB; False where there is no glibc or the operator chose one."""
     if "MALLOC_MMAP_THRESHOLD_" in environ:
         return False

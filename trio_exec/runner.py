@@ -32,11 +32,10 @@ import attrs
 import trio
 
 from trio_exec import procfs
-from trio_exec.config import Limits
+from trio_exec.config import KILL_GRACE_S, Limits
 from trio_exec.errors import ConfigError, SpawnFailed
 from trio_exec.sandbox import Box, Mode, Prepared, Sandbox
 
-KILL_GRACE_S = 1.0
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"  # commands' PATH unless the operator passes theirs (--env-allow PATH)
 _CHUNK = 64 * 1024
 

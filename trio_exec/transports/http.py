@@ -37,9 +37,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.middleware.cors import CORSMiddleware
 
 from trio_exec import __version__, memory
-from trio_exec.config import Settings
+from trio_exec.config import KILL_GRACE_S, Settings
 from trio_exec.inflight import CALLS, CLIENT_KEY, OWNER, owner_of
-from trio_exec.runner import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports.replies import FLUSH_S
 

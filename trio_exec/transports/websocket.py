@@ -29,7 +29,7 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.message import SessionMessage
 
-from trio_exec.runner import KILL_GRACE_S
+from trio_exec.config import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports import framing
 from trio_exec.transports.http import (
