@@ -165,7 +165,16 @@ def test_a_placeholder_typo_is_a_startup_error_not_literal_text(template: str, p
 
 
 @pytest.mark.parametrize(
-    "template", ["echo '{print $1}'", "echo {} x", "echo {{1bad}} {{x", "echo '{ a }'", "echo a{b}c"]
+    "template",
+    [
+        "echo '{print $1}'",
+        "echo {} x",
+        "echo {{1bad}} {{x",
+        "echo '{ a }'",
+        "echo a{b}c",
+        "echo '[0-9]{3}'",
+        "echo 'x{2,5}'",
+    ],
 )
 def test_braces_that_are_no_placeholder_attempt_stay_literal(template: str) -> None:
     compile_tool(tool(template), ctx())

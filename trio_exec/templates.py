@@ -39,10 +39,11 @@ TOOL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # What is left of a word once {{, }} and every {name} are taken out, and still looks like a placeholder meant:
 # a name that is not one ({1bad}, {my-arg}), an opening brace never closed ({message at the end of the word),
-# a closing brace never opened (message} at its start). Other braces stay literal ('{print $1}' in awk).
+# a closing brace never opened (message} at its start). Other braces stay literal: '{print $1}' in awk, and
+# a regular expression's {3} (digits alone are a repeat count, never a name).
 _MISTAKES = (
-    (re.compile(r"\{([A-Za-z0-9_-]+)\}"), "{{{}}} is not a placeholder: a name starts with a letter or '_' and has "
-     "only letters, digits and '_'"),
+    (re.compile(r"\{((?![0-9]+\})[A-Za-z0-9_-]+)\}"), "{{{}}} is not a placeholder: a name starts with a letter or "
+     "'_' and has only letters, digits and '_'"),
     (re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)$"), "{{{} has no closing '}}'"),
     (re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\}"), "{}}} has no opening '{{'"),
 )  # fmt: skip
