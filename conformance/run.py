@@ -122,7 +122,8 @@ def start_server(mode: str, out: Path, base_path: Path) -> Server:
     log = out / f"server-{mode}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_EXEC_")}  # no auth token, no surprises
     argv = [sys.executable, "-m", "trio_exec", "--transport", "streamable-http", "--bind", "127.0.0.1:0",
-            "--base-path", str(base_path), *TOOLS, *MODES[mode]]  # fmt: skip
+            "--base-path", str(base_path), "--rate-limit-rps", "0",  # one client opening many sessions
+            *TOOLS, *MODES[mode]]  # fmt: skip
     with log.open("wb") as err:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
     server = Server(mode, proc, log)
