@@ -12,7 +12,8 @@ import pytest
 
 from trio_exec import __version__
 from trio_exec.binaries import DEFAULT_BLACKLIST
-from trio_exec.cli import OPTIONS, compile_all, load_settings, main
+from trio_exec.cli import OPTIONS, load_settings, main
+from trio_exec.compose import compile_tools, shell_tool
 from trio_exec.errors import ConfigError
 
 ECHO = ["--cmd", 'echo|"echo {message}"']
@@ -435,7 +436,7 @@ def test_mcp_shell_server_variables_merge_and_the_command_line_wins() -> None:
 )
 def test_allowlist_errors_at_startup(argv: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
-        compile_all(settings(argv))
+        compile_tools(settings(argv))
 
 
 def test_session_options_come_from_flags_and_variables_and_refuse_nonsense() -> None:
@@ -453,10 +454,10 @@ def test_session_options_come_from_flags_and_variables_and_refuse_nonsense() -> 
 
 
 def test_patterns_that_match_no_refused_name_or_allow_dangerous_pass() -> None:
-    _, _, shell = compile_all(settings(["--allow-patterns", "g?awk,[a-z]+sum"]))
+    shell = shell_tool(settings(["--allow-patterns", "g?awk,[a-z]+sum"]))
     assert shell is not None
     assert [p.pattern for p in shell.allow_patterns] == ["g?awk", "[a-z]+sum"]
-    _, _, loose = compile_all(settings(["--allow-patterns", "[a-z0-9]+", "--allow-dangerous"]))
+    loose = shell_tool(settings(["--allow-patterns", "[a-z0-9]+", "--allow-dangerous"]))
     assert loose is not None
-    _, _, unlisted = compile_all(settings(["--allow-patterns", "r[a-z]", "--blacklist", "gzip"]))
+    unlisted = shell_tool(settings(["--allow-patterns", "r[a-z]", "--blacklist", "gzip"]))
     assert unlisted is not None  # rm is only refused through the blacklist it is on

@@ -14,8 +14,8 @@ import pytest
 import trio
 
 from tests.conftest import PY_VIEW, connect, processes_with, sleeper, until_gone
-from trio_exec.runner import GIT_ENV
-from trio_exec.server import OUTPUT_SCHEMA
+from trio_exec.plan import GIT_ENV
+from trio_exec.results import OUTPUT_SCHEMA
 
 PY = sys.executable
 

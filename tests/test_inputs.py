@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from trio_exec import cli, commands
-from trio_exec.audit import setup_logging
+from trio_exec.audit import audited_arguments, setup_logging
 from trio_exec.config import ArgSpec, ToolSpec, split_config
 from trio_exec.errors import ConfigError, InvalidArguments, Rejected
-from trio_exec.server import _audited_arguments, check_finite, encode_stdin
 from trio_exec.templates import Context, compile_tool, input_schema, render
+from trio_exec.tools.arguments import check_finite, encode_stdin
 from trio_exec.validation import MIN_TIMEOUT_S, Kind, PathPolicy, check_word_path, validate_value
 
 
@@ -223,14 +223,14 @@ def test_finite_json_values_pass(value: Any) -> None:
 
 
 def test_the_audit_copy_of_the_arguments_is_strict_json() -> None:
-    shown = _audited_arguments({"timeout": math.nan, "x": [math.inf], "password": "p"}, ("password",))
+    shown = audited_arguments({"timeout": math.nan, "x": [math.inf], "password": "p"}, ("password",))
     assert json.loads(json.dumps(shown, allow_nan=False)) == {"timeout": "nan", "x": ["inf"], "password": "[REDACTED]"}
 
 
 def test_the_audit_copy_of_a_long_stdin_keeps_its_start_and_size() -> None:
-    shown = _audited_arguments({"stdin": "y" * 10_000}, ())
+    shown = audited_arguments({"stdin": "y" * 10_000}, ())
     assert shown["stdin"] == "y" * 256 + "[... 10000 characters]"
-    assert _audited_arguments({"stdin": "short"}, ()) == {"stdin": "short"}
+    assert audited_arguments({"stdin": "short"}, ()) == {"stdin": "short"}
 
 
 def test_the_timeout_floor_is_published(tree: Path) -> None:

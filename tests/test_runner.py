@@ -14,7 +14,8 @@ import trio.testing
 
 from tests.conftest import assert_gone, sleeper
 from trio_exec.errors import SpawnFailed
-from trio_exec.runner import GIT_ENV, ExecPlan, child_env, run
+from trio_exec.plan import GIT_ENV, ExecPlan, child_env
+from trio_exec.runner import run
 
 PY = sys.executable
 

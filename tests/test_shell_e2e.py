@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from tests.conftest import PY_VIEW, connect, processes_with, sleeper
-from trio_exec.server import SHELL_OUTPUT_SCHEMA
+from trio_exec.results import SHELL_OUTPUT_SCHEMA
 
 ALLOWED = "echo,cat,sort,head,yes,wc,grep,git,awk,false,tr,python3,sh"
 

@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.conftest import PY_VIEW, connect, processes_with, sleeper, until_gone
 from tests.malformed import CASES, INIT, INITIALIZED, echo_call
-from trio_exec.server import OUTPUT_SCHEMA
+from trio_exec.results import OUTPUT_SCHEMA
 from trio_exec.transports.stdio import MAX_LINE_BYTES
 
 ECHO = ["--cmd", 'echo|"echo {message}"']

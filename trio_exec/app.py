@@ -9,19 +9,17 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-import attrs
 import trio
 from loguru import logger
 from mcp.server.lowlevel.server import Server
 
-from trio_exec import __version__
+from trio_exec import __version__, compose
 from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import KILL_GRACE_S, Settings
 from trio_exec.private_dirs import private_dir
 from trio_exec.sandbox import Sandbox
 from trio_exec.server import Service, build_server
-from trio_exec.shell import ShellTool
-from trio_exec.templates import Context, Template
+from trio_exec.tools import Tool
 from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import serve_stdio
 
@@ -69,7 +67,7 @@ async def serve(service: Service, *, task_status: trio.TaskStatus[str] = trio.TA
         await nursery.start(_watch_signals, stopping, nursery.cancel_scope, graceful)
         await nursery.start(service.guards.breaker_task)
         where = await nursery.start(_transport, server, service, stopping, nursery.cancel_scope)
-        logger.info("serving {} tool(s) on {}", len(service.entries), where)
+        logger.info("serving {} tool(s) on {}", len(service.tools), where)
         task_status.started(where)
 
 
@@ -113,14 +111,7 @@ class _Relay:
         self.target.started(" ".join(f"{u}{self.path}" for u in urls or []))
 
 
-def run(
-    settings: Settings,
-    context: Context,
-    templates: list[Template],
-    shell: ShellTool | None,
-    warnings: list[str],
-    box: Sandbox,
-) -> int:
+def run(settings: Settings, tools: list[Tool], warnings: list[str], box: Sandbox) -> int:
     """Configure logging and serve; returns the process exit code."""
     secrets = [settings.auth_token] if settings.auth_token else []
     setup_logging(settings.log_level, settings.log_format, secrets)
@@ -132,7 +123,7 @@ def run(
         "circuit={}x/{}s limits={} audit={} (fail {}) sandbox={}",
         __version__,
         s.transport,
-        ",".join(t.name for t in templates),
+        ",".join(t.name for t in tools if not t.pipeline),
         s.base_path or "-",
         "on" if s.validate_paths else "off",
         len(s.blacklist),
@@ -151,9 +142,8 @@ def run(
     )
     for w in warnings:
         logger.warning(w)
+    # An empty private HOME for shell_execute: no planted ~/.gitconfig reaches its commands.
     with private_dir("trio-exec-home-") as home:
-        if shell is not None:  # an empty private HOME: no planted ~/.gitconfig reaches shell_execute's commands
-            shell = attrs.evolve(shell, home=home)
-        trio.run(serve, Service.create(settings, context, templates, audit, shell, box))
+        trio.run(serve, compose.build_service(settings, tools, audit, box, private_home=home))
     logger.info("stopped")
     return 0

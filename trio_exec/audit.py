@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import stat
 import sys
@@ -86,6 +87,29 @@ def redact_argv(argv: Sequence[str], arguments: Mapping[str, Any], sensitive_key
             element = element.replace(value, REDACTED)
         out.append(element)
     return out
+
+
+def _strict_json(value: Any) -> Any:
+    """A value the audit line can hold as strict JSON: non-finite numbers as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
+AUDIT_STDIN_CHARS = 256  # stdin is input, not configuration: the audit line keeps its start and its size
+
+
+def audited_arguments(arguments: Mapping[str, Any], sensitive_keys: Sequence[str]) -> dict[str, Any]:
+    """A call's arguments as its audit line shows them: redacted, strict JSON, a long stdin as its start and size."""
+    shown = _strict_json(redact_arguments(arguments, sensitive_keys))
+    stdin = shown.get("stdin")
+    if isinstance(stdin, str) and len(stdin) > AUDIT_STDIN_CHARS:
+        shown["stdin"] = f"{stdin[:AUDIT_STDIN_CHARS]}[... {len(stdin)} characters]"
+    return dict(shown)
 
 
 class Audit:

@@ -23,14 +23,15 @@ from typing import Any
 import attrs
 import docopt
 
-from trio_exec import __version__, memory, procfs, sandbox
+from trio_exec import __version__, compose, memory, procfs, sandbox
 from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.config import Limits, Settings, ToolSpec, check_paths, did_you_mean, load_toml, split_config
 from trio_exec.errors import ConfigError
-from trio_exec.shell import NAME as SHELL_NAME
-from trio_exec.shell import ShellTool
-from trio_exec.templates import Context, Template, compile_tool, describe, input_schema, parse_specs
-from trio_exec.validation import PathPolicy
+from trio_exec.templates import describe, parse_specs
+from trio_exec.tools import Tool
+from trio_exec.tools.shell import NAME as SHELL_NAME
+from trio_exec.tools.shell import ShellTool
+from trio_exec.tools.template import TemplateTool
 
 DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credential")
 LOG_LEVELS = ("info", "debug", "trace", "warn", "error")
@@ -947,33 +948,6 @@ def _tokens(merged: dict[str, Any]) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def compile_all(settings: Settings) -> tuple[Context, list[Template], ShellTool | None]:
-    """Compile every tool against the settings; raises ``ConfigError``."""
-    ctx = Context(
-        paths=PathPolicy(base_path=settings.base_path, validate_paths=settings.validate_paths),
-        blacklist=settings.blacklist,
-        allow_dangerous=settings.allow_dangerous,
-        allow_missing_binaries=settings.allow_missing_binaries,
-        search_path=settings.search_path,
-        sensitive_keys=settings.sensitive_keys,
-    )
-    shell = None
-    if settings.allow_commands or settings.allow_patterns:
-        if any(spec.name == SHELL_NAME for spec in settings.tools):
-            raise ConfigError(f"a template named {SHELL_NAME!r} clashes with the allowlist tool; rename it")
-        shell = ShellTool.create(
-            names=settings.allow_commands,
-            patterns=settings.allow_patterns,
-            base_path=settings.base_path or os.path.realpath(os.getcwd()),
-            search_path=settings.search_path,
-            allow_dangerous=settings.allow_dangerous,
-            allow_missing=settings.allow_missing_binaries,
-            blacklist=settings.blacklist,
-            home="",  # made at serve time (a private empty folder)
-        )
-    return ctx, [compile_tool(spec, ctx) for spec in settings.tools], shell
-
-
 def detect_sandbox(settings: Settings) -> sandbox.Sandbox:
     """The sandbox for these settings (``ConfigError`` when ``--sandbox bwrap``/``--sandbox-require`` cannot be met)."""
     s = settings
@@ -1031,12 +1005,11 @@ def warnings_for(loaded: Loaded) -> list[str]:
     return notes
 
 
-def dry_run_report(
-    loaded: Loaded, templates: list[Template], shell: ShellTool | None = None, box: sandbox.Sandbox | None = None
-) -> str:
+def dry_run_report(loaded: Loaded, tools: Sequence[Tool], box: sandbox.Sandbox | None = None) -> str:
     s = loaded.settings
-    count = len(templates) + (shell is not None)
-    out = [f"trio-exec {__version__}: configuration is valid", f"tools ({count}):"]
+    shell = next((t for t in tools if isinstance(t, ShellTool)), None)
+    templates = [t.template for t in tools if isinstance(t, TemplateTool)]
+    out = [f"trio-exec {__version__}: configuration is valid", f"tools ({len(tools)}):"]
     if shell is not None:
         out.append(f"  {SHELL_NAME}  (from --allow-commands / ALLOW_COMMANDS / ALLOW_PATTERNS)")
         for name in sorted(shell.allow_commands):
@@ -1051,7 +1024,7 @@ def dry_run_report(
         for a in t.args:
             extra = " (sensitive: never echoed or logged)" if a.sensitive else ""
             out.append(f"    placeholder {{{a.name}}}: {a.kind.value}{extra}")
-        schema = input_schema(t, max_timeout_s=s.max_timeout_s, stdin=t.spec.stdin)
+        schema = next(tool for tool in tools if tool.name == t.name).input_schema()
         out.append("    input schema: " + json.dumps(schema, ensure_ascii=False))
     out.append("protections:")
     out.append(f"  base path: {s.base_path or '(none)'}; path validation: {'on' if s.validate_paths else 'OFF'}")
@@ -1095,7 +1068,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     try:
         loaded = load_settings(argv, environ)
-        ctx, templates, shell = compile_all(loaded.settings)
+        tools = compose.compile_tools(loaded.settings)
         box = detect_sandbox(loaded.settings)
         if loaded.settings.transport != "stdio" and not loaded.doctor:
             check_listen(loaded.settings.bind)
@@ -1109,7 +1082,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         print(report)  # doctor never serves MCP: stdout is for people here
         return code
     if loaded.settings.dry_run:
-        print(dry_run_report(loaded, templates, shell, box))
+        print(dry_run_report(loaded, tools, box))
         return 0
     # Not even a command of our own user (an unsandboxed one, or anything else it runs) may read our
     # memory through /proc/<pid>/mem, nor our fds or environment: the kernel refuses a non-dumpable process.
@@ -1130,4 +1103,4 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             "NO SANDBOX: commands can read and write whatever this server's user can; "
             + "; ".join(p for p in box.report.problems if "WITHOUT" not in p)
         )
-    return app.run(loaded.settings, ctx, templates, shell, warnings, box)
+    return app.run(loaded.settings, tools, warnings, box)

@@ -20,6 +20,7 @@ import trio
 
 from trio_exec import landlock, runner, sandbox
 from trio_exec.config import Settings
+from trio_exec.plan import SAFE_PATH, ExecPlan
 
 # Runs inside the box with ``python -I -S``: standard library only, prints one JSON object.
 PROBE = r"""
@@ -76,10 +77,10 @@ def self_test(box: sandbox.Sandbox, base: str) -> dict[str, str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        plan = runner.ExecPlan(
+        plan = ExecPlan(
             argv=(sys.executable, "-I", "-S", "-c", PROBE, str(os.getpid()), outside, str(port)),
             cwd=base,
-            env={"PATH": runner.SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/tmp"},  # noqa: S108
+            env={"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": "/tmp"},  # noqa: S108
             timeout_s=20,
             sandbox=box,
         )

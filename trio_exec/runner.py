@@ -25,107 +25,18 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-import attrs
 import trio
 
 from trio_exec import procfs
-from trio_exec.config import KILL_GRACE_S, Limits
-from trio_exec.errors import ConfigError, SpawnFailed
-from trio_exec.sandbox import Box, Mode, Prepared, Sandbox
+from trio_exec.config import KILL_GRACE_S
+from trio_exec.errors import SpawnFailed
+from trio_exec.plan import ExecPlan, RunResult
+from trio_exec.sandbox import Mode, Prepared
 
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"  # commands' PATH unless the operator passes theirs (--env-allow PATH)
 _CHUNK = 64 * 1024
-
-
-@attrs.frozen
-class ExecPlan:
-    """A validated command, ready to run."""
-
-    argv: tuple[str, ...]  # the program (an absolute path) and its arguments
-    cwd: str
-    env: Mapping[str, str] = attrs.field(repr=False)
-    stdin: bytes | None = attrs.field(default=None, repr=False)
-    timeout_s: float = 30.0
-    max_output_bytes: int = 1024 * 1024
-    more: tuple[tuple[str, ...], ...] = ()  # further pipeline stages: stdout -> stdin
-    stdin_path: str | None = None  # '<': the first stage reads this file
-    stdout_path: str | None = None  # '>'/'>>': the last stage writes this file (not captured)
-    append: bool = False
-    sandbox: Sandbox | None = attrs.field(default=None, repr=False)  # None or off: no kernel boundary
-    box: Box = attrs.field(factory=Box)  # what the sandbox lets this tool's commands reach
-    wrapper: tuple[str, ...] = ()  # put in front of every stage, outside the sandbox: the prlimit wrapper
-
-
-@attrs.frozen
-class RunResult:
-    """What happened to a command that was started."""
-
-    exit_code: int | None
-    signal: int | None
-    stdout: bytes
-    stderr: bytes
-    stdout_truncated: bool
-    stderr_truncated: bool
-    timed_out: bool
-    duration_s: float
-    stages: tuple[tuple[int | None, int | None], ...] = ()  # (exit code, signal) per pipeline stage
-
-    @property
-    def output_limited(self) -> bool:
-        return self.stdout_truncated or self.stderr_truncated
-
-
-def limits_prefix(limits: Limits, prlimit_path: str | None) -> tuple[str, ...]:
-    """The ``prlimit`` wrapper that applies ``limits`` to a command (empty when none is set).
-
-    A wrapper rather than ``preexec_fn``: that would force fork instead of vfork (milliseconds
-    per spawn) and is not thread-safe. Soft and hard limits are both set, so the command
-    cannot raise them again.
-    """
-    if not limits.any():
-        return ()
-    if prlimit_path is None:
-        raise ConfigError("resource limits need the prlimit program (util-linux), which was not found")
-    options = {
-        "--as": limits.memory_bytes,
-        "--cpu": limits.cpu_s,
-        "--fsize": limits.fsize_bytes,
-        "--nofile": limits.nofile,
-        "--nproc": limits.nproc,
-    }
-    return (prlimit_path, *(f"{k}={v}" for k, v in options.items() if v is not None), "--")
-
-
-# For any git a command runs (SECURITY.md, the git policy): no global configuration (HOME may be the base path,
-# so ~/.gitconfig is the agent's to write), no bare repository found by searching (its configuration has no
-# '.git' in its path), no hooks, no fsmonitor daemon. Configuration given this way outranks every file.
-GIT_ENV = {
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_COUNT": "3",
-    "GIT_CONFIG_KEY_0": "safe.bareRepository",
-    "GIT_CONFIG_VALUE_0": "explicit",
-    "GIT_CONFIG_KEY_1": "core.hooksPath",
-    "GIT_CONFIG_VALUE_1": "/dev/null",
-    "GIT_CONFIG_KEY_2": "core.fsmonitor",
-    "GIT_CONFIG_VALUE_2": "false",
-    "GIT_TERMINAL_PROMPT": "0",
-}
-
-
-def child_env(
-    *, search_path: str, home: str, passthrough: Mapping[str, str], extra: Mapping[str, str]
-) -> dict[str, str]:
-    """A minimal environment: nothing of the server's leaks unless the operator listed it.
-
-    It holds PATH, LANG, HOME and ``GIT_ENV``, then what the operator passes through or sets per tool.
-    """
-    env = {"PATH": search_path, "LANG": "C.UTF-8", "HOME": home, **GIT_ENV}
-    env.update(passthrough)
-    env.update(extra)
-    return env
 
 
 class OutputWatch:

@@ -135,7 +135,7 @@ class Front:
         if path == "/health" and scope["method"] in ("GET", "HEAD"):
             audited = self.service.audit.accepting()  # retries a broken audit log (--audit-fail closed)
             status = "draining" if self.draining else "ok" if audited else "audit_unavailable"
-            body: dict[str, Any] = {"status": status, "version": __version__, "tools": len(self.service.entries)}
+            body: dict[str, Any] = {"status": status, "version": __version__, "tools": len(self.service.tools)}
             if self.sessions is not None:
                 body.update(sessions=self.sessions(), max_sessions=self.service.settings.max_sessions)
             await _respond(send, 200 if status == "ok" else 503, body)

@@ -18,11 +18,14 @@ from typing import Any
 
 import attrs
 
-from trio_exec import commands, runner
+from trio_exec import commands
 from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
 from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
-from trio_exec.templates import other_json_types, resolve_program
+from trio_exec.plan import ExecPlan, PlanDefaults
+from trio_exec.sandbox_view import Box
+from trio_exec.templates import as_text, other_json_types, resolve_program
+from trio_exec.tools.arguments import Checked
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
 
 NAME = "shell_execute"
@@ -41,7 +44,11 @@ class ShellTool:
     pinned: Mapping[str, str]  # allowlisted name -> absolute program path
     search_path: str
     allow_dangerous: bool
-    home: str  # an empty private folder: no agent-written ~/.gitconfig can reach a command
+    max_timeout_s: float
+    max_output_bytes: int
+    checked: Checked = attrs.field(repr=False)
+    name = NAME
+    pipeline = True
 
     @classmethod
     def create(
@@ -53,7 +60,8 @@ class ShellTool:
         search_path: str,
         allow_dangerous: bool,
         allow_missing: bool,
-        home: str,
+        max_timeout_s: float,
+        max_output_bytes: int,
         blacklist: tuple[str, ...] = DEFAULT_BLACKLIST,
     ) -> ShellTool:
         compiled = []
@@ -93,42 +101,15 @@ class ShellTool:
             pinned=pinned,
             search_path=search_path,
             allow_dangerous=allow_dangerous,
-            home=home,
+            max_timeout_s=max_timeout_s,
+            max_output_bytes=max_output_bytes,
+            checked=Checked.of(NAME, _input_schema(base_path, max_timeout_s, published=False)),
         )
 
-    def input_schema(self, max_timeout_s: float, *, published: bool = True) -> dict[str, Any]:
-        """The tool's JSON schema; the published one lets argv items be numbers (``["head", "-n", 5]``),
-        turned into their canonical text (``server.as_texts``) before the strict one checks them."""
-        text = {"type": "string", "maxLength": MAX_VALUE_BYTES}
-        return {
-            "type": "object",
-            "properties": {
-                "command": {
-                    "type": "array",
-                    "items": {"anyOf": [text, *other_json_types(booleans=False)]} if published else text,
-                    "minItems": 1,
-                    "maxItems": MAX_ARGV,
-                    "description": 'The command as an argv array, e.g. ["grep", "-n", "TODO", "notes.txt"]. '
-                    'Discrete "|" pipes stages; "<", ">", ">>" followed by a file redirect (files inside the '
-                    "base path). Everything else is passed as data; there is no shell.",
-                },
-                "stdin": {"type": "string", "description": "Text written to the first stage's standard input."},
-                "directory": {
-                    "type": "string",
-                    "description": f"Working directory inside {self.base_path} (relative to it, or absolute).",
-                },
-                "timeout": {
-                    "type": "number",
-                    "minimum": MIN_TIMEOUT_S,
-                    "maximum": max_timeout_s,
-                    "description": f"Seconds before the pipeline is stopped ({MIN_TIMEOUT_S:g} to {max_timeout_s:g}).",
-                },
-            },
-            "required": ["command"],
-            "additionalProperties": False,
-        }
+    def input_schema(self, *, published: bool = True) -> dict[str, Any]:
+        return _input_schema(self.base_path, self.max_timeout_s, published=published)
 
-    def description(self, max_timeout_s: float, max_output_bytes: int) -> str:
+    def description(self) -> str:
         allowed = ", ".join(sorted(self.allow_commands)) or "(none by name)"
         patterns = ", ".join(p.pattern for p in self.allow_patterns)
         return (
@@ -136,9 +117,20 @@ class ShellTool:
             "'<', '>', '>>' redirections to files inside the base path are supported.\n"
             f"Allowed programs: {allowed}." + (f" Also names fully matching: {patterns}." if patterns else "") + "\n"
             f"Working directory: {self.base_path} unless 'directory' says otherwise; timeout at most "
-            f"{max_timeout_s:g}s; output capped at {max_output_bytes} bytes per stream. Programs such as git, find, "
-            "awk, tar, sort are policed by per-program rules (e.g. find -exec, git -c, awk system() are refused)."
+            f"{self.max_timeout_s:g}s; output capped at {self.max_output_bytes} bytes per stream. Programs such as "
+            "git, find, awk, tar, sort are policed by per-program rules (e.g. find -exec, git -c, awk system() are "
+            "refused)."
         )
+
+    def annotations(self) -> dict[str, Any] | None:
+        return None
+
+    def as_texts(self, arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Numbers given as argv items (``["head", "-n", 5]``) as their canonical text."""
+        command = arguments.get("command")
+        if not isinstance(command, list):
+            return arguments
+        return {**arguments, "command": [v if (text := as_text(v)) is None else text for v in command]}
 
     def _check_allowed(self, name: str) -> None:
         if not commands.program_allowed(name, self.allow_commands, self.allow_patterns):
@@ -148,11 +140,10 @@ class ShellTool:
                 argument="command",
             )
 
-    def plan(self, arguments: Mapping[str, Any], *, base: runner.ExecPlan) -> tuple[runner.ExecPlan, list[str]]:
-        """Validate a call and turn it into a pipeline (and its stages' program names).
-
-        ``base`` carries the environment, timeout, caps, the prlimit wrapper and the sandbox.
-        """
+    def plan(self, arguments: Mapping[str, Any], defaults: PlanDefaults) -> ExecPlan:
+        """Validate a call and turn it into a pipeline (and its stages' program names)."""
+        box = Box(network=defaults.sandbox_network)
+        base = self.checked.base_plan(arguments, defaults, tool_timeout_s=None, env={}, box=box)
         cwd = commands.confine_directory(arguments.get("directory"), self.base_path)
         parsed = commands.parse_command(list(arguments["command"]), base_path=self.base_path)
         names = [stage.argv[0] for stage in parsed.stages]
@@ -177,14 +168,47 @@ class ShellTool:
             raise Rejected("argument 'stdin': the command already reads a file with '<'; give one or the other",
                            argument="stdin")  # fmt: skip
         stages = [(paths[s.argv[0]], *s.argv[1:]) for s in parsed.stages]
-        plan = attrs.evolve(
+        return attrs.evolve(
             base,
             argv=stages[0],
             more=tuple(stages[1:]),
             cwd=cwd,
-            env={**base.env, **SAFE_ENV, "HOME": self.home},
+            env={**base.env, **SAFE_ENV, "HOME": defaults.private_home},
             stdin_path=parsed.stdin_path,
             stdout_path=parsed.stdout_path,
             append=parsed.append,
+            programs=tuple(names),
         )
-        return plan, [s.argv[0] for s in parsed.stages]
+
+
+def _input_schema(base_path: str, max_timeout_s: float, *, published: bool) -> dict[str, Any]:
+    """The tool's JSON schema; the published one lets argv items be numbers (``["head", "-n", 5]``),
+    turned into their canonical text (``as_texts``) before the strict one checks them."""
+    text = {"type": "string", "maxLength": MAX_VALUE_BYTES}
+    return {
+        "type": "object",
+        "properties": {
+            "command": {
+                "type": "array",
+                "items": {"anyOf": [text, *other_json_types(booleans=False)]} if published else text,
+                "minItems": 1,
+                "maxItems": MAX_ARGV,
+                "description": 'The command as an argv array, e.g. ["grep", "-n", "TODO", "notes.txt"]. '
+                'Discrete "|" pipes stages; "<", ">", ">>" followed by a file redirect (files inside the '
+                "base path). Everything else is passed as data; there is no shell.",
+            },
+            "stdin": {"type": "string", "description": "Text written to the first stage's standard input."},
+            "directory": {
+                "type": "string",
+                "description": f"Working directory inside {base_path} (relative to it, or absolute).",
+            },
+            "timeout": {
+                "type": "number",
+                "minimum": MIN_TIMEOUT_S,
+                "maximum": max_timeout_s,
+                "description": f"Seconds before the pipeline is stopped ({MIN_TIMEOUT_S:g} to {max_timeout_s:g}).",
+            },
+        },
+        "required": ["command"],
+        "additionalProperties": False,
+    }
