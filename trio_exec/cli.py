@@ -724,7 +724,7 @@ def _command_line_problem(argv: Sequence[str], docopt_says: str) -> str:
     return docopt_says.splitlines()[0] if docopt_says.strip() else "invalid command line"
 
 
-def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
+def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:  # noqa: C901 - to become cli/loading steps
     """Parse argv and environ into ``Settings``; raises ``ConfigError``."""
     try:
         parsed = docopt.docopt(usage(), list(argv), version=f"trio-exec {__version__}")

@@ -175,7 +175,7 @@ def resolve_program(program: str, search_path: str) -> str | None:
     return os.path.abspath(found) if found else None
 
 
-def compile_tool(spec: ToolSpec, ctx: Context) -> Template:
+def compile_tool(spec: ToolSpec, ctx: Context) -> Template:  # noqa: C901 - one check per spec field, in order
     """Parse, check and pin one tool; every problem is a ``ConfigError``."""
     where = f"{spec.source}: tool {spec.name!r}"
     if not TOOL_NAME_RE.fullmatch(spec.name):
