@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from trio_exec import __version__
-from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.cli import OPTIONS, load_settings, main
 from trio_exec.compose import compile_tools, shell_tool
 from trio_exec.errors import ConfigError
+from trio_exec.programs import DEFAULT_BLACKLIST
 
 ECHO = ["--cmd", 'echo|"echo {message}"']
 ENV = {"PATH": os.environ.get("PATH", os.defpath)}

@@ -19,25 +19,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_exec import commands
-from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
 from trio_exec.commands import (
     MAX_STAGES,
-    REFUSED_FAMILY,
     CommandPlan,
     Stage,
-    canonical_program,
     check_allow_pattern,
     check_plan,
     check_stage,
     confine_directory,
     confine_target,
     is_operator_element,
-    is_refused_program,
     parse_command,
     pattern_refused_examples,
-    program_allowed,
 )
 from trio_exec.errors import Rejected
+from trio_exec.programs import (
+    DEFAULT_BLACKLIST,
+    REFUSED_FAMILY,
+    blacklist_names,
+    canonical_program,
+    is_refused_program,
+    program_allowed,
+)
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES
 
 CORPUS = Path(__file__).parent / "corpus" / "public_cases.json"

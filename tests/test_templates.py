@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.config import ArgSpec, ToolSpec
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
+from trio_exec.programs import DEFAULT_BLACKLIST
 from trio_exec.templates import (
     Context,
     Placeholder,

@@ -24,9 +24,9 @@ import attrs
 import docopt
 
 from trio_exec import __version__, compose, memory, procfs, sandbox
-from trio_exec.binaries import DEFAULT_BLACKLIST
 from trio_exec.config import Limits, Settings, ToolSpec, check_paths, did_you_mean, load_toml, split_config
 from trio_exec.errors import ConfigError
+from trio_exec.programs import DEFAULT_BLACKLIST
 from trio_exec.templates import describe, parse_specs
 from trio_exec.tools import Tool
 from trio_exec.tools.shell import NAME as SHELL_NAME

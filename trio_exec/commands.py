@@ -2,9 +2,9 @@
 
 Job (DESIGN.md §3 "The shell_execute tool"): turn ``command`` into a ``CommandPlan`` (stages joined by pipes,
 at most one ``<`` input file and one ``>``/``>>`` output file), confine ``directory`` and redirection targets to
-the base path, decide which program names the allowlist admits, and apply the refused family and the
-per-program policies (``policies.py``) to every stage, all before any process exists. The runner executes the
-plan; nothing here spawns.
+the base path, and apply the refused family (``programs.py``, which also decides which program names the
+allowlist admits) and the per-program policies (``policies.py``) to every stage, all before any process
+exists. The runner executes the plan; nothing here spawns.
 
 Invariants:
 - No shell, ever. Only the discrete elements ``|``, ``<``, ``>``, ``>>`` are syntax. Every other element reaches
@@ -33,29 +33,34 @@ from typing import Any
 
 import attrs
 
-from trio_exec.binaries import fold_program_name
 from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import Rejected
 from trio_exec.policies import POLICIES, Context, PathUse, Refusal, check_arguments
+from trio_exec.programs import (
+    PROGRAM_NAME,
+    REFUSED_FAMILY,
+    REFUSED_GROUPS,
+    canonical_program,
+    fold_program_name,
+    is_refused_program,
+    refused_as,
+    stage_programs,
+)
 from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, Kind, PathPolicy, validate_value
 
 __all__ = [
     "FORBIDDEN_PATTERN_CHARACTERS",
     "MAX_STAGES",
-    "REFUSED_FAMILY",
     "CommandPlan",
     "Stage",
-    "canonical_program",
     "check_allow_pattern",
     "check_plan",
     "check_stage",
     "confine_directory",
     "confine_target",
     "is_operator_element",
-    "is_refused_program",
     "parse_command",
     "pattern_refused_examples",
-    "program_allowed",
 ]
 
 MAX_STAGES = 16  # processes per call; a longer pipeline is almost certainly not what the agent meant
@@ -125,7 +130,6 @@ def _at(index: int, element: str, rule: str) -> Rejected:
     return Rejected(f"command[{index}] {_excerpt(element)}: {rule}", argument="command")
 
 
-_PROGRAM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 _PROGRAM_RULE = (
     "a program must be a bare name such as 'grep' (letters, digits and . _ + -; no '/', spaces or shell "
     "characters); the server runs the program it resolved at startup, and arguments go in separate elements"
@@ -221,7 +225,7 @@ def parse_command(command: Sequence[str], *, base_path: str) -> CommandPlan:
         raise Rejected(f"command: {len(state.stages)} pipeline stages, more than {MAX_STAGES}", argument="command")
     for stage in state.stages:
         index, program = stage[0]
-        if _PROGRAM_NAME.fullmatch(program) is None:
+        if PROGRAM_NAME.fullmatch(program) is None:
             raise _at(index, program, _PROGRAM_RULE)
     return CommandPlan(
         stages=tuple(Stage(tuple(element for _, element in stage)) for stage in state.stages),
@@ -363,98 +367,6 @@ def confine_directory(directory: str | None, base_path: str) -> str:
     return resolved
 
 
-# --------------------------------------------------------------------------- program names
-
-# Names that do one job under another name; a policy is looked up by the canonical name.
-_ALIASES: Mapping[str, str] = {
-    **dict.fromkeys(("gawk", "mawk", "nawk", "original-awk", "onetrue-awk", "bwk-awk", "busybox-awk"), "awk"),
-    **dict.fromkeys(("gfind", "bfind", "bfs"), "find"),
-    **dict.fromkeys(("gtar", "bsdtar"), "tar"),
-    "gsort": "sort",
-    "gsplit": "split",
-    "ripgrep": "rg",
-    "gsed": "sed",
-    **dict.fromkeys(("gmake", "bmake", "pmake"), "make"),
-    "gdu": "du",
-    "gwc": "wc",
-}
-
-
-def canonical_program(name: str) -> str:
-    """The policy name of a program name or path: basename, folded (case, versions), aliases resolved."""
-    folded = fold_program_name(os.path.basename(name))
-    return _ALIASES.get(folded, folded)
-
-
-# Programs that turn an argument, a file or stdin into code, or run another program: no per-program policy
-# can make them safe, so allowlisting one needs --allow-dangerous. Folded like program names.
-_REFUSED_GROUPS: tuple[tuple[str, ...], ...] = (
-    # shells and multi-call binaries
-    ("sh", "bash", "dash", "zsh", "ksh", "mksh", "pdksh", "oksh", "lksh", "ash", "csh", "tcsh", "fish", "yash",
-     "posh", "rbash", "elvish", "xonsh", "nu", "pwsh", "powershell", "busybox", "toybox", "git-shell"),
-    # interpreters and REPLs with shell escapes
-    ("python", "pypy", "ipython", "bpython", "jython", "micropython", "perl", "ruby", "irb", "jruby", "node",
-     "nodejs", "deno", "bun", "lua", "luajit", "php", "php-cgi", "tclsh", "wish", "expect", "guile", "racket",
-     "sbcl", "clisp", "ocaml", "R", "Rscript", "julia", "java", "jshell", "groovy", "scala", "kotlin", "dotnet",
-     "osascript", "m4", "dc", "sqlite3", "mysql", "mariadb", "psql"),
-    # wrappers that run the command they are given
-    ("env", "xargs", "timeout", "nice", "ionice", "chrt", "taskset", "numactl", "nohup", "setsid", "stdbuf",
-     "unbuffer", "time", "watch", "flock", "chroot", "unshare", "nsenter", "setpriv", "capsh", "prlimit",
-     "script", "parallel", "sudo", "su", "doas", "pkexec", "runuser", "sg", "newgrp", "firejail", "bwrap",
-     "systemd-run", "run-parts", "at", "batch", "crontab", "screen", "tmux", "ssh", "scp", "sftp", "rsync",
-     "nc", "ncat", "netcat", "socat", "ld.so", "ld-linux.so.2", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1",
-     "ld-musl-x86_64.so.1", "ld-musl-aarch64.so.1"),
-    # editors (sed e/w, ed !, vi :!), pagers (less !), openers
-    ("sed", "gsed", "ed", "red", "ex", "vi", "vim", "nvim", "gvim", "view", "vimdiff", "rvim", "emacs",
-     "emacsclient", "nano", "pico", "joe", "jed", "mg", "micro", "kak", "hx", "editor", "sensible-editor",
-     "less", "more", "most", "pg", "man", "info", "pager", "sensible-pager", "xdg-open", "sensible-browser",
-     "x-www-browser", "www-browser"),
-    # debuggers and tracers
-    ("gdb", "gdbtui", "lldb", "strace", "ltrace", "valgrind", "perf", "catchsegv", "pdb", "bugpoint", "lli"),
-    # more wrappers that run their arguments (issue 11, item 5), found by reading the NAME/SYNOPSIS/DESCRIPTION
-    # of the manual (or the bounded `--help`) of every executable in /usr/bin, /usr/sbin, /bin and /sbin on a
-    # Debian 12 machine for "runs COMMAND [ARG]..." / "execute a program", then the issue's list and their
-    # relatives in other packages (moreutils, util-linux, firejail, libcgroup, tor, ...)
-    ("setarch", "linux32", "linux64", "i386", "x86_64", "uname26", "logsave", "ssh-agent", "fakeroot",
-     "fakeroot-sysv", "fakeroot-tcp", "fakechroot", "eatmydata", "dbus-run-session", "dbus-launch", "runcon",
-     "rlwrap", "xvfb-run", "xinit", "startx", "chronic", "ifne", "pydoc", "choom", "uclampset", "fstab-decode",
-     "systemd-inhibit", "systemd-nspawn", "systemd-cat", "debconf", "debconf-apt-progress", "slogin", "dbclient",
-     "autossh", "torsocks", "torify", "proxychains", "proxychains4", "tsocks", "faketime", "cgexec", "mpirun",
-     "mpiexec", "sem", "byobu", "dtach", "abduco", "vipe", "chpst", "runsv", "softlimit", "setuidgid",
-     "envdir", "envuidgid", "daemonize", "start-stop-daemon", "su-exec", "gosu", "newgrp", "npx", "jrunscript",
-     "cmake", "ninja", "scons", "ctest", "entr", "cpulimit", "trickle", "nocache", "aa-exec", "sandbox-exec",
-     "schroot", "proot", "fakeroot-ng", "pseudo", "lxc-attach", "lxc-execute", "docker", "podman"),
-)  # fmt: skip
-# Names that fold onto harmless programs (uname26 -> uname, x86_64 -> x, i386 -> i): matched unfolded.
-_REFUSED_EXACT: frozenset[str] = frozenset({"uname26", "x86_64", "i386", "linux32", "linux64"})
-REFUSED_FAMILY: frozenset[str] = frozenset(
-    fold_program_name(name) for group in _REFUSED_GROUPS for name in group if name not in _REFUSED_EXACT
-)
-_MULTI_CALL = frozenset({"busybox", "toybox"})  # the applet is chosen by argv[0], not by the binary's name
-
-
-def is_refused_program(name: str) -> bool:
-    """True if ``name`` (a name or a path) folds to a shell, interpreter, wrapper, editor, pager or debugger."""
-    return canonical_program(name) in REFUSED_FAMILY or os.path.basename(name).lower() in _REFUSED_EXACT
-
-
-def _stage_programs(program: str, program_path: str | None) -> list[str]:
-    """Canonical names whose policies apply: the name given, and the pinned binary's symlink target."""
-    names = [canonical_program(program)]
-    if program_path is not None:
-        target = canonical_program(os.path.realpath(program_path))
-        if target not in _MULTI_CALL and target not in names:
-            names.append(target)  # 'pager' -> less, 'editor' -> vim, 'awk' -> gawk
-    return names
-
-
-def program_allowed(name: str, allow_commands: frozenset[str], allow_patterns: Sequence[re.Pattern[str]]) -> bool:
-    """True if the bare name ``name`` is in the allowlist or fully matches an allowed pattern."""
-    if _PROGRAM_NAME.fullmatch(name) is None:
-        return False
-    return name in allow_commands or any(pattern.fullmatch(name) for pattern in allow_patterns)
-
-
 # --------------------------------------------------------------------------- stage policies
 
 
@@ -478,10 +390,8 @@ def check_stage(
     """
     base = _real_base(base_path)
     program = stage.argv[0]
-    names = _stage_programs(program, program_path)
-    spelled = [program] if program_path is None else [program, os.path.realpath(program_path)]
-    exact = (os.path.basename(name).lower() for name in spelled if os.path.basename(name).lower() in _REFUSED_EXACT)
-    refused = next((name for name in names if name in REFUSED_FAMILY), None) or next(exact, None)
+    names = stage_programs(program, program_path)
+    refused = refused_as(program, program_path)
     if refused is not None and not allow_dangerous:
         raise Rejected(
             f"the program {program!r} is refused: {refused} is a shell, interpreter, wrapper, editor, pager or "
@@ -516,7 +426,7 @@ def _check_program_words(stage: Stage, search_path: str, cwd: str) -> None:
             path = os.path.join(cwd, token)
             named = os.path.isfile(path) and os.access(path, os.X_OK)
         else:
-            named = _PROGRAM_NAME.fullmatch(token) is not None and shutil.which(token, path=search_path) is not None
+            named = PROGRAM_NAME.fullmatch(token) is not None and shutil.which(token, path=search_path) is not None
         if named:
             raise Rejected(
                 f"{stage.argv[0]} can run other programs and argument {index} ({_excerpt(word)}) names one "
@@ -614,7 +524,7 @@ def pattern_refused_examples(pattern: str, blacklist_names: Iterable[str] = (), 
     compiled = re.compile(pattern)
     blacklisted = frozenset(name for name in blacklist_names if canonical_program(name) not in POLICIES)
     refused = REFUSED_FAMILY | blacklisted
-    groups = (*_REFUSED_GROUPS, tuple(sorted(blacklisted)))
+    groups = (*REFUSED_GROUPS, tuple(sorted(blacklisted)))
     examples: list[str] = []
     for group in groups:
         spellings = (name for name in _spellings(group) if compiled.fullmatch(name))

@@ -19,9 +19,9 @@ from typing import Any, Union
 
 import attrs
 
-from trio_exec.binaries import blacklist_match
 from trio_exec.config import ArgSpec, ToolSpec
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
+from trio_exec.programs import blacklist_match
 from trio_exec.validation import (
     MAX_VALUE_BYTES,
     MIN_TIMEOUT_S,

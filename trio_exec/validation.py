@@ -1,7 +1,7 @@
 """Per-kind checks for placeholder values and path containment.
 
 Job: decide, before any process exists, whether one agent-supplied value may become one argv element
-(DESIGN.md §3). Program blacklisting lives in ``binaries.py``.
+(DESIGN.md §3). Program blacklisting lives in ``programs.py``.
 
 Invariants:
 - Pure: no trio, no subprocess. The only OS access is ``os.path.realpath`` (which ``lstat``s and

@@ -18,11 +18,11 @@ from typing import Any
 
 import attrs
 
-from trio_exec import commands
-from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_names
+from trio_exec import commands, programs
 from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.plan import ExecPlan, PlanDefaults
+from trio_exec.programs import DEFAULT_BLACKLIST, blacklist_names
 from trio_exec.sandbox_view import Box
 from trio_exec.templates import as_text, other_json_types, resolve_program
 from trio_exec.tools.arguments import Checked
@@ -80,14 +80,14 @@ class ShellTool:
             compiled.append(re.compile(pattern))
         pinned = {}
         for name in names:
-            if not commands.program_allowed(name, frozenset({name}), ()):
+            if not programs.program_allowed(name, frozenset({name}), ()):
                 raise ConfigError(f"--allow-commands {name!r}: give bare program names (no paths or spaces)")
             path = resolve_program(name, search_path)
             if path is None:
                 if allow_missing:
                     continue
                 raise ConfigError(f"--allow-commands {name!r}: not installed (searched {search_path})")
-            if not allow_dangerous and (commands.is_refused_program(name) or commands.is_refused_program(path)):
+            if not allow_dangerous and (programs.is_refused_program(name) or programs.is_refused_program(path)):
                 raise ConfigError(
                     f"--allow-commands {name!r}: a shell, interpreter, wrapper, editor, pager or debugger would let "
                     "the agent run anything; remove it, or pass --allow-dangerous if you accept that"
@@ -133,7 +133,7 @@ class ShellTool:
         return {**arguments, "command": [v if (text := as_text(v)) is None else text for v in command]}
 
     def _check_allowed(self, name: str) -> None:
-        if not commands.program_allowed(name, self.allow_commands, self.allow_patterns):
+        if not programs.program_allowed(name, self.allow_commands, self.allow_patterns):
             allowed = ", ".join(sorted(self.allow_commands))
             raise Rejected(
                 f"argument 'command': the program {name!r} is not allowed; allowed programs: {allowed}",

@@ -1,4 +1,4 @@
-"""Program-name folding, families and the template blacklist (pure; real symlinks in tmp_path)."""
+"""Program names: folding, families, the template blacklist (pure; real symlinks in tmp_path)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trio_exec.binaries import DEFAULT_BLACKLIST, blacklist_match, fold_program_name
+from trio_exec.programs import DEFAULT_BLACKLIST, blacklist_match, fold_program_name
 
 
 def test_default_blacklist_is_mcp_secure_exec_s_47_names_in_order() -> None:
