@@ -22,8 +22,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trio_exec"
 PURE = {
-    "commands", "config", "elfsyms", "errors", "guards", "plan", "policies", "programs", "sandbox_view",
-    "templates", "tools", "validation",
+    "allow_patterns", "commands", "config", "elfsyms", "errors", "guards", "plan", "policies", "programs",
+    "sandbox_view", "templates", "tools", "validation",
 }  # fmt: skip  # a package here (tools) is pure with every module in it
 IMPURE_LIBRARIES = {"trio", "anyio", "mcp", "mcp_types", "hypercorn", "trio_websocket", "starlette", "subprocess"}
 EDGES = {"runner", "server", "results", "compose", "app", "admission", "inflight", "cli", "doctor", "transports"}

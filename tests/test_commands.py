@@ -18,19 +18,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_exec import commands
+from trio_exec import allow_patterns
+from trio_exec.allow_patterns import check_allow_pattern, pattern_refused_examples
 from trio_exec.commands import (
     MAX_STAGES,
     CommandPlan,
     Stage,
-    check_allow_pattern,
     check_plan,
     check_stage,
     confine_directory,
     confine_target,
     is_operator_element,
     parse_command,
-    pattern_refused_examples,
 )
 from trio_exec.errors import Rejected
 from trio_exec.programs import (
@@ -549,13 +548,13 @@ def test_atomic_groups_and_possessive_repeats_are_walked() -> None:
 
 
 def test_unknown_regex_nodes_are_refused_rather_than_trusted() -> None:
-    assert "does not know" in (commands._pattern_problem([("WEIRD", None)]) or "")
-    assert "does not know" in (commands._pattern_problem([("IN", [("WEIRD", None)])]) or "")
+    assert "does not know" in (allow_patterns._pattern_problem([("WEIRD", None)]) or "")
+    assert "does not know" in (allow_patterns._pattern_problem([("IN", [("WEIRD", None)])]) or "")
 
 
 def test_the_unicode_space_list_is_complete() -> None:
     spaces = {chr(code) for code in range(0x110000) if chr(code).isspace()}
-    assert spaces <= commands.FORBIDDEN_PATTERN_CHARACTERS
+    assert spaces <= allow_patterns.FORBIDDEN_PATTERN_CHARACTERS
 
 
 _PATTERN_PIECES = ["a", "b", "-", "_", "7", ".", r"\S", r"\w", r"\d", "/", " ", "[a-z]", "[^a]", "[!-~]", r"\.",
@@ -568,7 +567,7 @@ def test_an_accepted_pattern_never_matches_a_forbidden_character(pattern: str, d
     if check_allow_pattern(pattern) is not None:
         return
     name = data.draw(st.from_regex(pattern, fullmatch=True))
-    assert not set(name) & commands.FORBIDDEN_PATTERN_CHARACTERS
+    assert not set(name) & allow_patterns.FORBIDDEN_PATTERN_CHARACTERS
 
 
 @given(st.text(max_size=40))

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from trio_exec import commands, programs
+from trio_exec.allow_patterns import check_allow_pattern, pattern_refused_examples
 from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.plan import ExecPlan, PlanDefaults
@@ -67,10 +68,10 @@ class ShellTool:
         compiled = []
         refusable = blacklist_names(blacklist)
         for pattern in patterns:
-            problem = commands.check_allow_pattern(pattern)
+            problem = check_allow_pattern(pattern)
             if problem is not None:
                 raise ConfigError(f"--allow-patterns {pattern!r}: {problem}")
-            examples = [] if allow_dangerous else commands.pattern_refused_examples(pattern, refusable)
+            examples = [] if allow_dangerous else pattern_refused_examples(pattern, refusable)
             if examples:
                 raise ConfigError(
                     f"--allow-patterns {pattern!r}: it matches refused programs such as "
