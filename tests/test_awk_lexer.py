@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_exec.policies import awk_program_problem
+from trio_exec.policies.awk import awk_program_problem
 
 
 class _Ctx:

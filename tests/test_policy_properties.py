@@ -68,7 +68,7 @@ _GIT_GLOBALS = ["-C", "sub", "--no-pager", "-P", "--namespace=x", "--literal-pat
     rest=st.lists(st.sampled_from(["-v", "x", "--all", "HEAD"]), max_size=3),
 )
 def test_only_gits_own_subcommands_run(globals_: list[str], name: str, rest: list[str]) -> None:
-    from trio_exec.policies import _GIT_COMMANDS  # the list under test
+    from trio_exec.policies.git import _GIT_COMMANDS  # the list under test
 
     args = [*globals_, name, *rest]
     if globals_ and globals_[-1] == "-C":

@@ -6,7 +6,7 @@ parsed pattern), and, unless ``--allow-dangerous``, one that fully matches a ref
 blacklist name in any spelling that folds to it (``pattern_refused_examples``).
 
 Invariants:
-- Pure: no I/O; the names come from ``programs.py``, the policed programs from ``policies.py``.
+- Pure: no I/O; the names come from ``programs.py``, the policed programs from the ``policies`` package.
 - A sample of spellings, not a proof: the refused family is checked again on every call.
 """
 

@@ -3,7 +3,7 @@
 Job (DESIGN.md §3 "The shell_execute tool"): turn ``command`` into a ``CommandPlan`` (stages joined by pipes,
 at most one ``<`` input file and one ``>``/``>>`` output file), confine ``directory`` and redirection targets to
 the base path, and apply the refused family (``programs.py``, which also decides which program names the
-allowlist admits) and the per-program policies (``policies.py``) to every stage, all before any process
+allowlist admits) and the per-program policies (the ``policies`` package) to every stage, all before any process
 exists. The runner executes the plan; nothing here spawns.
 
 Invariants:
