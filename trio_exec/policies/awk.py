@@ -67,6 +67,10 @@ def _awk_tokens(text: str) -> Iterator[tuple[str, str]]:
             end = delimited_end(text, pos + 1, "/", brackets=True)
             if delimited_end(text, pos + 1, "/", brackets=False) != end:
                 yield "ambiguous-split", text[pos + 1 : end]
+            elif ambiguous and "\\" in text[pos + 1 : end]:
+                # A '\' parts the readings too: after ``x++`` mawk ends the regex ``/\/`` at its second
+                # '/', where gawk reads an escaped '/'; what follows could then hide code from one reading.
+                yield "ambiguous-split", text[pos + 1 : end]
         if char == "/" and ambiguous:
             if end < len(text) and text[end] == "/":  # both readings meet again after the closing '/'
                 yield "ambiguous", text[pos + 1 : end]
@@ -124,6 +128,8 @@ def awk_program_problem(text: str, ctx: Context) -> str | None:
                 return problem
         if (kind, value) == ("name", "system"):
             return "uses system, which runs a shell command"
+        if (kind, value) == ("op", "\\"):  # not a line continuation: awks disagree on what it does
+            return "has a '\\' outside a string or regex; write it inside a quoted string"
         if kind == "op" and value in ("|", "|&"):
             return f"uses '{value}', which runs a command (print | cmd, cmd | getline, coprocesses)"
         problem = _awk_directive(tokens[number + 1 : number + 2]) if (kind, value) == ("op", "@") else None
