@@ -18,9 +18,10 @@ from trio_exec import cli, commands
 from trio_exec.audit import audited_arguments, setup_logging
 from trio_exec.config import ArgSpec, ToolSpec, split_config
 from trio_exec.errors import ConfigError, InvalidArguments, Rejected
+from trio_exec.paths import PathPolicy
 from trio_exec.templates import Context, compile_tool, input_schema, render
 from trio_exec.tools.arguments import check_finite, encode_stdin
-from trio_exec.validation import MIN_TIMEOUT_S, Kind, PathPolicy, check_word_path, validate_value
+from trio_exec.validation import MIN_TIMEOUT_S, Kind, check_word_path, validate_value
 
 
 @pytest.fixture

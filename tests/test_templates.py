@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from trio_exec.config import ArgSpec, ToolSpec
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
+from trio_exec.paths import PathPolicy
 from trio_exec.programs import DEFAULT_BLACKLIST
 from trio_exec.templates import (
     Context,
@@ -22,7 +23,7 @@ from trio_exec.templates import (
     render,
     text_arguments,
 )
-from trio_exec.validation import Constraint, Kind, PathPolicy
+from trio_exec.validation import Constraint, Kind
 
 SEARCH = os.environ.get("PATH", os.defpath)
 

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from trio_exec.errors import Rejected
+from trio_exec.paths import PathPolicy
 from trio_exec.validation import (
     MAX_ARGV,
     MAX_VALUE_BYTES,
     Constraint,
     Kind,
-    PathPolicy,
     _is_loader_variable,  # the filter for the benign-text property
     check_argv_length,
     is_sensitive,

@@ -24,16 +24,24 @@ import functools
 import os
 import re
 import shutil
-import stat
 from collections.abc import Mapping, Sequence
 
 import attrs
 
 from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import Rejected
+from trio_exec.paths import (
+    PathPolicy,
+    final_component_problem,
+    is_within,
+    protected_problem,
+    real_base,
+    special_file_kind,
+)
 from trio_exec.policies import POLICIES, Context, PathUse, Refusal, check_arguments
 from trio_exec.programs import PROGRAM_NAME, refused_as, stage_programs
-from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, Kind, PathPolicy, validate_value
+from trio_exec.text import excerpt
+from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, Kind, validate_value
 
 __all__ = [
     "MAX_STAGES",
@@ -48,7 +56,6 @@ __all__ = [
 ]
 
 MAX_STAGES = 16  # processes per call; a longer pipeline is almost certainly not what the agent meant
-_EXCERPT_CHARS = 40
 
 
 @attrs.frozen
@@ -105,13 +112,8 @@ def is_operator_element(element: str) -> bool:
 # --------------------------------------------------------------------------- parsing
 
 
-def _excerpt(value: str) -> str:
-    # repr escapes control and invisible characters, so a message stays one readable line.
-    return repr(value) if len(value) <= _EXCERPT_CHARS else f"{value[:_EXCERPT_CHARS]!r}... ({len(value)} characters)"
-
-
 def _at(index: int, element: str, rule: str) -> Rejected:
-    return Rejected(f"command[{index}] {_excerpt(element)}: {rule}", argument="command")
+    return Rejected(f"command[{index}] {excerpt(element)}: {rule}", argument="command")
 
 
 _PROGRAM_RULE = (
@@ -186,7 +188,7 @@ def parse_command(command: Sequence[str], *, base_path: str) -> CommandPlan:
     resolved against ``base_path``, not against the call's ``directory``.
     """
     elements = _check_elements(command)
-    state = _Parse(base=_real_base(base_path))
+    state = _Parse(base=real_base(base_path))
     index = 0
     while index < len(elements):
         element = elements[index]
@@ -222,32 +224,11 @@ def parse_command(command: Sequence[str], *, base_path: str) -> CommandPlan:
 # --------------------------------------------------------------------------- confinement
 
 
-def _real_base(base_path: str) -> str:
-    if not os.path.isabs(base_path):
-        raise ValueError(f"base_path must be absolute, got {base_path!r}")
-    return os.path.realpath(base_path)
-
-
-def _is_within(path: str, root: str) -> bool:
-    return os.path.commonpath([path, root]) == root  # whole components: /srv/workshop is not in /srv/work
-
-
 def _refused_path(name: str, value: str, rule: str, base: str) -> Rejected:
     return Rejected(
-        f"argument {name!r} ({_excerpt(value)}): {rule}; give a path inside {base} such as 'subdir/file.txt'",
+        f"argument {name!r} ({excerpt(value)}): {rule}; give a path inside {base} such as 'subdir/file.txt'",
         argument="command",
     )
-
-
-# Writing here would let the next git command run programs: .git/config and hooks name them, and
-# $HOME/.gitconfig does too when HOME is the base path.
-def _protected_problem(final: str, base: str) -> str | None:
-    parts = [part.lower() for part in os.path.relpath(final, base).split(os.sep)]
-    if ".git" in parts:
-        return "is inside .git (git runs programs named in .git/config and .git/hooks)"
-    if parts[-1] == ".gitconfig" or parts[:2] == [".config", "git"]:
-        return "is git configuration (it can name programs git runs)"
-    return None
 
 
 def _confine_file(value: str, *, base: str, relative_to: str, use: PathUse, name: str) -> str:
@@ -256,7 +237,8 @@ def _confine_file(value: str, *, base: str, relative_to: str, use: PathUse, name
     Syntax checks come from validation (NUL, controls, '..', '~', leading '-', encodings, look-alikes);
     containment is checked on the fully resolved path and on the directory part separately, so a final
     symlink cannot hide an outside parent. For READ/WRITE the final component must not be a symlink and
-    must be a regular file (READ: existing; WRITE: existing or new in an existing directory).
+    must be a regular file (READ: existing; WRITE: existing or new in an existing directory). How this
+    differs from the template values' confiner (``validation._containment``), and why: ``paths.py``.
     """
     try:
         validate_value(name, Kind.PATH, value, paths=PathPolicy(validate_paths=False))
@@ -264,25 +246,25 @@ def _confine_file(value: str, *, base: str, relative_to: str, use: PathUse, name
         raise Rejected(exc.message, argument="command") from None
     candidate = os.path.normpath(os.path.join(relative_to, value))  # join keeps an absolute value as is
     resolved = _resolve(candidate, name, value, base)
-    if not _is_within(resolved, base):
+    if not is_within(resolved, base):
         raise _refused_path(name, value, f"it resolves outside the base path {base} (symlinks are followed)", base)
     if use is PathUse.INSIDE or use is PathUse.OUTPUT:
         problem = _special_problem(resolved)
         if problem is None and use is PathUse.OUTPUT:
-            problem = _protected_problem(resolved, base)
+            problem = protected_problem(resolved, base)
         if problem is not None:
             raise _refused_path(name, value, problem, base)
         return resolved
     parent, leaf = os.path.split(candidate)
     real_parent = _resolve(parent, name, value, base)
-    if value.endswith("/") or candidate == base or not _is_within(real_parent, base):
+    if value.endswith("/") or candidate == base or not is_within(real_parent, base):
         raise _refused_path(name, value, "it must name a file inside the base path", base)
     if not os.path.isdir(real_parent):
         raise _refused_path(name, value, "its directory does not exist", base)
     final = os.path.join(real_parent, leaf)
-    problem = _final_component_problem(final, use)
+    problem = final_component_problem(final, use)
     if problem is None and use is PathUse.WRITE:
-        problem = _protected_problem(final, base)
+        problem = protected_problem(final, base)
     if problem is not None:
         raise _refused_path(name, value, problem, base)
     return final
@@ -299,27 +281,9 @@ def _resolve(path: str, name: str, value: str, base: str) -> str:
 
 def _special_problem(resolved: str) -> str | None:
     """Why a path a program reads or enters may not be used: a FIFO, socket or device would hang it."""
-    try:
-        mode = os.stat(resolved).st_mode
-    except OSError:
-        return None  # not there (yet): the program creates it or fails on its own
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    if special_file_kind(resolved) is None:
         return None
     return "it is a FIFO, socket or device, not a regular file or directory (it could hang the command)"
-
-
-def _final_component_problem(final: str, use: PathUse) -> str | None:
-    try:
-        mode = os.lstat(final).st_mode
-    except FileNotFoundError:
-        return "the file does not exist" if use is PathUse.READ else None
-    except OSError as exc:
-        return f"it cannot be checked ({exc.strerror})"
-    if stat.S_ISLNK(mode):
-        return "it is a symbolic link (links are not followed for redirections and output files); name the real file"
-    if not stat.S_ISREG(mode):
-        return "it is not a regular file (a directory, FIFO or device)"
-    return None
 
 
 def confine_target(target: str, base_path: str, *, reading: bool = False) -> str:
@@ -330,21 +294,21 @@ def confine_target(target: str, base_path: str, *, reading: bool = False) -> str
     characters, and (for writing) files inside ``.git`` or git's own configuration. ``reading`` (``<``)
     also requires the file to exist. Raises ``Rejected(argument="command")``.
     """
-    base = _real_base(base_path)
+    base = real_base(base_path)
     use = PathUse.READ if reading else PathUse.WRITE
     return _confine_file(target, base=base, relative_to=base, use=use, name="redirection target")
 
 
 def confine_directory(directory: str | None, base_path: str) -> str:
     """The real path of the ``directory`` argument (default: the base path); an existing directory inside it."""
-    base = _real_base(base_path)
+    base = real_base(base_path)
     if directory is None:
         return base
     validate_value("directory", Kind.PATH, directory, paths=PathPolicy(base_path=base))
     resolved = os.path.realpath(os.path.join(base, directory))
     if not os.path.isdir(resolved):
         raise Rejected(
-            f"argument 'directory' ({_excerpt(directory)}): it is not an existing directory; "
+            f"argument 'directory' ({excerpt(directory)}): it is not an existing directory; "
             f"give a directory inside {base}, or leave 'directory' out to use the base path",
             argument="directory",
         )
@@ -372,7 +336,7 @@ def check_stage(
     behaviour rule: a program without a policy whose binary can run programs may not be given a word
     that names one (``_check_program_words``).
     """
-    base = _real_base(base_path)
+    base = real_base(base_path)
     program = stage.argv[0]
     names = stage_programs(program, program_path)
     refused = refused_as(program, program_path)
@@ -394,7 +358,7 @@ def check_stage(
         except Refusal as refusal:
             element = stage.argv[refusal.index]
             raise Rejected(
-                f"{program} argument {refusal.index} ({_excerpt(element)}): {refusal.reason} "
+                f"{program} argument {refusal.index} ({excerpt(element)}): {refusal.reason} "
                 f"(the {name} policy; see SECURITY.md)",
                 argument="command",
             ) from None
@@ -413,7 +377,7 @@ def _check_program_words(stage: Stage, search_path: str, cwd: str) -> None:
             named = PROGRAM_NAME.fullmatch(token) is not None and shutil.which(token, path=search_path) is not None
         if named:
             raise Rejected(
-                f"{stage.argv[0]} can run other programs and argument {index} ({_excerpt(word)}) names one "
+                f"{stage.argv[0]} can run other programs and argument {index} ({excerpt(word)}) names one "
                 f"({token}); refused: a program without a policy here may not be handed a program to run "
                 "(see SECURITY.md, Refused family)",
                 argument="command",

@@ -15,13 +15,13 @@ from loguru import logger
 from trio_exec.config import Settings
 from trio_exec.errors import ConfigError
 from trio_exec.guards import State
+from trio_exec.paths import PathPolicy
 from trio_exec.plan import PlanDefaults
 from trio_exec.templates import Context, compile_tool
 from trio_exec.tools import Tool
 from trio_exec.tools.shell import NAME as SHELL_NAME
 from trio_exec.tools.shell import ShellTool
 from trio_exec.tools.template import TemplateTool
-from trio_exec.validation import PathPolicy
 
 if TYPE_CHECKING:
     from trio_exec.audit import Audit

@@ -21,13 +21,13 @@ import attrs
 
 from trio_exec.config import ArgSpec, ToolSpec
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
+from trio_exec.paths import PathPolicy
 from trio_exec.programs import blacklist_match
 from trio_exec.validation import (
     MAX_VALUE_BYTES,
     MIN_TIMEOUT_S,
     Constraint,
     Kind,
-    PathPolicy,
     check_argv_length,
     check_word_path,
     is_sensitive,

@@ -1,7 +1,8 @@
 """Per-kind checks for placeholder values and path containment.
 
 Job: decide, before any process exists, whether one agent-supplied value may become one argv element
-(DESIGN.md §3). Program blacklisting lives in ``programs.py``.
+(DESIGN.md §3). Program blacklisting lives in ``programs.py``; the path facts both modes share
+(containment, ``PathPolicy``, special files) in ``paths.py``.
 
 Invariants:
 - Pure: no trio, no subprocess. The only OS access is ``os.path.realpath`` (which ``lstat``s and
@@ -18,7 +19,6 @@ from __future__ import annotations
 import enum
 import os
 import re
-import stat
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +28,8 @@ from urllib.parse import unquote
 import attrs
 
 from trio_exec.errors import Rejected
+from trio_exec.paths import PathPolicy, is_within, special_file_kind
+from trio_exec.text import excerpt
 
 __all__ = [
     "MAX_ARGV",
@@ -35,7 +37,6 @@ __all__ = [
     "MIN_TIMEOUT_S",
     "Constraint",
     "Kind",
-    "PathPolicy",
     "check_argv_length",
     "check_word_path",
     "is_sensitive",
@@ -49,7 +50,6 @@ MAX_ARGV: int = 256
 MIN_TIMEOUT_S: float = 0.1  # the smallest per-call 'timeout' a client may ask for (the one place it is named)
 
 _MAX_DECODE_ROUNDS = 5  # percent-decoding rounds, as mcp-secure-exec
-_EXCERPT_CHARS = 40
 _MAX_INTEGER_DIGITS = 100  # far beyond any real option, far below int()'s own 4300-digit limit
 _MAX_LISTED_CHOICES = 10
 
@@ -94,28 +94,6 @@ def kind_from_name(name: str) -> Kind:
         if lowered.endswith(suffix):
             return kind
     return Kind.PLAIN
-
-
-def _require_absolute(_instance: object, _attribute: object, value: str | None) -> None:
-    # A relative base would make containment depend on the server's working directory.
-    if value is not None and not os.path.isabs(value):
-        raise ValueError(f"base_path must be an absolute real path, got {value!r}")
-
-
-@attrs.frozen
-class PathPolicy:
-    """How path values are confined.
-
-    ``base_path`` is an absolute path the caller already passed through ``os.path.realpath``.
-    ``validate_paths=False`` (``--no-validate-paths``) turns off containment, the ``/proc``/``/sys``/``/dev``
-    refusal, the special-file refusal and the "relative paths need a base path" rule; the syntax checks stay.
-    ``special_files`` (a tool's ``special_files = true``) accepts FIFOs, sockets and devices inside the base;
-    otherwise an existing path must be a regular file or a directory (a FIFO would hang the command).
-    """
-
-    base_path: str | None = attrs.field(default=None, validator=_require_absolute)
-    validate_paths: bool = True
-    special_files: bool = False
 
 
 @attrs.frozen
@@ -381,11 +359,6 @@ _SYSTEM_DIRS = ("/proc", "/sys", "/dev")  # kernel interfaces: secrets (environ,
 _SLASH_LOOKALIKES = frozenset("\u2044\u2215\u2216\u29f5\u29f8\u29f9")
 
 
-def _is_within(path: str, root: str) -> bool:
-    # commonpath compares whole components: /srv/workshop is not inside /srv/work.
-    return os.path.commonpath([path, root]) == root
-
-
 def _path_remedy(policy: PathPolicy) -> str:
     if policy.validate_paths and policy.base_path is not None:
         return f"give a path inside {policy.base_path} such as 'subdir/file.txt'"
@@ -458,6 +431,12 @@ def _path_variant_problem(raw: str, form: str, label: str) -> _Problem | None:
 def _containment(
     path: str, policy: PathPolicy, label: str, remedy: str, relative_to: str | None = None
 ) -> _Problem | None:
+    """Why ``path`` (one reading of a value, relative to ``relative_to`` or the base) is not confined, or None.
+
+    The program follows symlinks, so the resolved path must be inside the base; ``/proc``, ``/sys`` and
+    ``/dev`` are refused by the lexical and the resolved form. How this differs from shell_execute's confiner
+    (``commands._confine_file``), and why: ``paths.py``.
+    """
     base = policy.base_path
     reading = f"its {label}" if label else "the path"
     if base is None and relative_to is None and not os.path.isabs(path):
@@ -474,12 +453,12 @@ def _containment(
         resolved = os.path.realpath(candidate)
     except OSError as exc:  # e.g. EACCES reading /proc/1/root: what cannot be resolved cannot be confined
         return _Problem(f"{reading} cannot be resolved ({exc.strerror or type(exc).__name__})", remedy)
-    if base is not None and not _is_within(resolved, base):
+    if base is not None and not is_within(resolved, base):
         return _Problem(f"{reading} resolves outside the base path {base} (symlinks are followed)", remedy)
     # The lexical form matters too: /proc/self/... means the server to realpath but the child to the kernel.
     for location in (lexical, resolved):
-        inside_base = base is not None and _is_within(location, base)
-        system = next((d for d in _SYSTEM_DIRS if _is_within(location, d)), None)
+        inside_base = base is not None and is_within(location, base)
+        system = next((d for d in _SYSTEM_DIRS if is_within(location, d)), None)
         if system is not None and not inside_base:
             rule = f"{reading} is under {system} (kernel and device files)"
             return _Problem(rule, f"{remedy}, not under {system}")
@@ -490,13 +469,9 @@ def _containment(
 
 def _special_file(resolved: str, reading: str, remedy: str) -> _Problem | None:
     """Refuse an existing path that is neither a regular file nor a directory (FIFO, socket, device)."""
-    try:
-        mode = os.stat(resolved).st_mode
-    except OSError:
-        return None  # does not exist (yet): the program creates it or fails on its own
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    what = special_file_kind(resolved)
+    if what is None:
         return None
-    what = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device or special file"
     return _Problem(
         f"{reading} is {what}, not a regular file or directory (reading it could hang the command)",
         f"{remedy}; the operator can allow special files for this tool with special_files = true",
@@ -529,7 +504,7 @@ def check_word_path(
         for label, form in [("", reading), *variants]:
             problem = _containment(form, paths, label, remedy, relative_to)
             if problem is not None:
-                rule = f"in the word {_excerpt(word)} {problem.rule}"
+                rule = f"in the word {excerpt(word)} {problem.rule}"
                 hidden = f"in the word it is part of, {problem.hidden_rule or problem.rule}"
                 raise Rejected(
                     _message(name, value, _Problem(rule, problem.remedy, hidden_rule=hidden), sensitive=sensitive),
@@ -768,16 +743,9 @@ def _message(name: str, value: str, problem: _Problem, *, sensitive: bool) -> st
         shown = "(value not shown)"
         rule = problem.rule if problem.hidden_rule is None else problem.hidden_rule
     else:
-        shown = f"({_excerpt(value)})"
+        shown = f"({excerpt(value)})"
         rule = problem.rule
     return f"argument {name!r} {shown}: {rule}; {problem.remedy}"
-
-
-def _excerpt(value: str) -> str:
-    # repr escapes control, bidi and other non-printable characters, so the message stays one clean line.
-    if len(value) <= _EXCERPT_CHARS:
-        return repr(value)
-    return f"{value[:_EXCERPT_CHARS]!r}... ({len(value)} characters)"
 
 
 def check_argv_length(argv: Sequence[str]) -> None:
