@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from trio_exec.errors import Rejected
 from trio_exec.paths import PathPolicy
+from trio_exec.regexes import compile_error
 from trio_exec.validation import (
     MAX_ARGV,
     MAX_VALUE_BYTES,
@@ -26,7 +27,6 @@ from trio_exec.validation import (
     check_argv_length,
     is_sensitive,
     kind_from_name,
-    validate_config_regex,
     validate_value,
 )
 
@@ -615,9 +615,9 @@ def test_regex_rejects_leading_dash_metacharacters_traversal_and_bad_patterns(va
     assert says in error.message
 
 
-def test_validate_config_regex_reports_why_a_pattern_does_not_compile() -> None:
-    assert validate_config_regex("[a-z]+") is None
-    reason = validate_config_regex("(")
+def test_compile_error_reports_why_a_config_pattern_does_not_compile() -> None:
+    assert compile_error("[a-z]+") is None
+    reason = compile_error("(")
     assert reason is not None
     assert "missing )" in reason
 

@@ -13,7 +13,6 @@ Invariants:
 from __future__ import annotations
 
 import importlib
-import re
 import sys
 import warnings
 from collections.abc import Iterable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 
 from trio_exec.policies import POLICIES
 from trio_exec.programs import REFUSED_FAMILY, REFUSED_GROUPS, canonical_program, fold_program_name, is_refused_program
+from trio_exec.regexes import CANNOT_COMPILE, TOO_COMPLEX, compile_error, compile_regex
 
 __all__ = ["FORBIDDEN_PATTERN_CHARACTERS", "check_allow_pattern", "pattern_refused_examples"]
 
@@ -51,15 +51,12 @@ def check_allow_pattern(pattern: str) -> str | None:
     """
     if not pattern:
         return "the pattern is empty"
+    error = compile_error(pattern)
+    if error is not None:  # re's own message is quoted as what re says; TOO_COMPLEX speaks for itself
+        return error if error == TOO_COMPLEX else f"{CANNOT_COMPILE}: {error}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FutureWarning about possible future set syntax is not an error
-        try:
-            re.compile(pattern)
-            tree = _sre_parser().parse(pattern)
-        except re.error as exc:
-            return f"Python's re module cannot compile it: {exc}"
-        except (RecursionError, OverflowError):
-            return "the pattern is too deeply nested or a repetition count is too large"
+        tree = _sre_parser().parse(pattern)  # re just parsed it from a deeper stack: this cannot fail
     return _pattern_problem(tree)
 
 
@@ -76,7 +73,7 @@ def pattern_refused_examples(pattern: str, blacklist_names: Iterable[str] = (), 
     tried folds to a refused name: the name as listed, folded, in upper case and capitalised, each with
     the version suffixes above. ``pattern`` must have passed ``check_allow_pattern``.
     """
-    compiled = re.compile(pattern)
+    compiled = compile_regex(pattern)
     blacklisted = frozenset(name for name in blacklist_names if canonical_program(name) not in POLICIES)
     refused = REFUSED_FAMILY | blacklisted
     groups = (*REFUSED_GROUPS, tuple(sorted(blacklisted)))

@@ -18,7 +18,8 @@ from typing import Any
 import attrs
 
 from trio_exec.errors import ConfigError
-from trio_exec.validation import Constraint, Kind, validate_config_regex
+from trio_exec.regexes import compile_error
+from trio_exec.validation import Constraint, Kind
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -303,7 +304,7 @@ def _arg_spec(a: Mapping[str, Any], where: str) -> ArgSpec:
         raise ConfigError(f"{where}: kind 'enum' needs an enum list")
     pattern = a.get("pattern")
     if pattern is not None:
-        reason = validate_config_regex(_typed(pattern, str, where, "pattern"))
+        reason = compile_error(_typed(pattern, str, where, "pattern"))
         if reason is not None:
             raise ConfigError(f"{where}: pattern is not a valid regular expression: {reason}")
     max_length = a.get("max_length")

@@ -20,7 +20,6 @@ import enum
 import os
 import re
 import unicodedata
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 from urllib.parse import unquote
@@ -29,6 +28,7 @@ import attrs
 
 from trio_exec.errors import Rejected
 from trio_exec.paths import PathPolicy, is_within, special_file_kind
+from trio_exec.regexes import CANNOT_COMPILE, compile_error, compile_regex
 from trio_exec.text import excerpt
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "check_word_path",
     "is_sensitive",
     "kind_from_name",
-    "validate_config_regex",
     "validate_value",
 ]
 
@@ -204,7 +203,7 @@ def _check_max_length(value: str, constraint: Constraint) -> _Problem | None:
 def _check_choices(value: str, constraint: Constraint) -> _Problem | None:
     if constraint.enum is not None and value not in constraint.enum:
         return _Problem("the value is not one of the allowed values", _choices(constraint.enum))
-    if constraint.pattern is not None and re.fullmatch(constraint.pattern, value) is None:
+    if constraint.pattern is not None and compile_regex(constraint.pattern).fullmatch(value) is None:
         return _Problem(
             f"the value does not match the pattern {constraint.pattern!r} set by the operator",
             "give a value that matches the whole pattern",
@@ -636,19 +635,6 @@ def _check_short_flag(value: str) -> _Problem | None:
 # --------------------------------------------------------------------------- regex, text, integer
 
 
-def _compile_error(pattern: str) -> str | None:
-    with warnings.catch_warnings():
-        # FutureWarning ("possible nested set") is advice about future syntax, not a compile failure.
-        warnings.simplefilter("ignore")
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            return str(exc)
-        except (RecursionError, OverflowError):
-            return "the pattern is too deeply nested or a repetition count is too large"
-    return None
-
-
 def _check_regex(value: str, _ctx: _Context) -> _Problem | None:
     if value.startswith("-"):
         return _leading_dash("a pattern (write '[-]x' to match a leading '-')")
@@ -660,12 +646,12 @@ def _check_regex(value: str, _ctx: _Context) -> _Problem | None:
             "'../' is not allowed (it reads as a parent-directory path)",
             "write '\\.\\./' or '[.][.]/' to match those characters literally",
         )
-    error = _compile_error(value)
+    error = compile_error(value)
     if error is not None:
         return _Problem(
-            f"Python's re module cannot compile it: {error}",
+            f"{CANNOT_COMPILE}: {error}",
             "give a valid regular expression such as 'error|warning'",
-            hidden_rule="Python's re module cannot compile it",
+            hidden_rule=CANNOT_COMPILE,
         )
     return None
 
@@ -761,8 +747,3 @@ def is_sensitive(name: str, sensitive_keys: Iterable[str]) -> bool:
     """True if any non-empty key occurs in ``name``, case-insensitively (``api_token`` matches ``token``)."""
     lowered = name.lower()
     return any(key.strip().lower() in lowered for key in sensitive_keys if key.strip())
-
-
-def validate_config_regex(pattern: str) -> str | None:
-    """None if Python's ``re`` compiles ``pattern``, else a short reason (for config ``pattern`` keys)."""
-    return _compile_error(pattern)

@@ -24,6 +24,7 @@ from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.plan import ExecPlan, PlanDefaults
 from trio_exec.programs import DEFAULT_BLACKLIST, blacklist_names
+from trio_exec.regexes import compile_regex
 from trio_exec.sandbox_view import Box
 from trio_exec.templates import as_text, other_json_types, resolve_program
 from trio_exec.tools.arguments import Checked
@@ -78,7 +79,7 @@ class ShellTool:
                     f"{', '.join(map(repr, examples))}; list the programs you mean in --allow-commands "
                     "(or pass --allow-dangerous if you accept that)"
                 )
-            compiled.append(re.compile(pattern))
+            compiled.append(compile_regex(pattern))
         pinned = {}
         for name in names:
             if not programs.program_allowed(name, frozenset({name}), ()):
