@@ -20,17 +20,9 @@ from hypothesis import strategies as st
 
 from trio_exec import allow_patterns
 from trio_exec.allow_patterns import check_allow_pattern, pattern_refused_examples
-from trio_exec.commands import (
-    MAX_STAGES,
-    CommandPlan,
-    Stage,
-    check_plan,
-    check_stage,
-    confine_directory,
-    confine_target,
-    is_operator_element,
-    parse_command,
-)
+from trio_exec.argv import MAX_STAGES, CommandPlan, Stage, is_operator_element, parse_command
+from trio_exec.commands import check_plan, check_stage
+from trio_exec.confinement import confine_directory, confine_target
 from trio_exec.errors import Rejected
 from trio_exec.programs import (
     DEFAULT_BLACKLIST,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from trio_exec import cli, commands
+from trio_exec.argv import parse_command
 from trio_exec.audit import audited_arguments, setup_logging
 from trio_exec.config import ArgSpec, ToolSpec, split_config
 from trio_exec.errors import ConfigError, InvalidArguments, Rejected
@@ -137,9 +138,9 @@ def test_a_path_that_cannot_be_resolved_is_rejected(tree: Path) -> None:
     with pytest.raises(Rejected, match=r"cannot be resolved \(Permission denied\)"):
         run("cat {file}", {"file": "procroot/etc/passwd"}, tree)
     with pytest.raises(Rejected, match=r"cannot be resolved"):
-        commands.parse_command(["cat", "<", "procroot/etc/passwd"], base_path=str(tree))
+        parse_command(["cat", "<", "procroot/etc/passwd"], base_path=str(tree))
     with pytest.raises(Rejected, match=r"cannot be resolved"):
-        commands.parse_command(["cat", ">", "procroot/x"], base_path=str(tree))
+        parse_command(["cat", ">", "procroot/x"], base_path=str(tree))
 
 
 # --------------------------------------------------------------------------- item 11: special files
@@ -176,7 +177,7 @@ def test_regular_files_directories_and_new_names_are_fine(tree: Path) -> None:
 
 
 def test_shell_path_options_refuse_fifos(tree: Path) -> None:
-    plan = commands.parse_command(["tar", "-C", "fifo", "-cf", "out.tar", "ok.txt"], base_path=str(tree))
+    plan = parse_command(["tar", "-C", "fifo", "-cf", "out.tar", "ok.txt"], base_path=str(tree))
     with pytest.raises(Rejected, match="FIFO, socket or device"):
         commands.check_plan(plan, base_path=str(tree), allow_dangerous=False, directory=str(tree))
 
@@ -184,19 +185,19 @@ def test_shell_path_options_refuse_fifos(tree: Path) -> None:
 @pytest.mark.parametrize("command", [["cat", "<", "fifo"], ["cat", "ok.txt", ">", "fifo"], ["cat", ">>", "fifo"]])
 def test_shell_redirections_refuse_fifos(tree: Path, command: list[str]) -> None:
     with pytest.raises(Rejected, match="not a regular file"):
-        commands.parse_command(command, base_path=str(tree))
+        parse_command(command, base_path=str(tree))
 
 
 @pytest.mark.parametrize("operator", [">", ">>", "<"])
 def test_dev_null_is_the_one_redirection_target_outside_the_base(tree: Path, operator: str) -> None:
-    plan = commands.parse_command(["cat", operator, "/dev/null"], base_path=str(tree))
+    plan = parse_command(["cat", operator, "/dev/null"], base_path=str(tree))
     assert (plan.stdin_path if operator == "<" else plan.stdout_path) == "/dev/null"
 
 
 @pytest.mark.parametrize("target", ["/dev/zero", "/dev/null/", "//dev/null", "/dev/./null", "/dev/full", "/dev/tty"])
 def test_other_device_spellings_stay_refused(tree: Path, target: str) -> None:
     with pytest.raises(Rejected):
-        commands.parse_command(["cat", ">", target], base_path=str(tree))
+        parse_command(["cat", ">", target], base_path=str(tree))
 
 
 # --------------------------------------------------------------------------- item 9: non-finite numbers

@@ -1,6 +1,6 @@
 """Path vocabulary both modes share: containment, the base path, special files, and what a path's use allows.
 
-Job: the facts about a path that template values (``validation.py``) and shell_execute (``commands.py``)
+Job: the facts about a path that template values (``validation.py``) and shell_execute (``confinement.py``)
 both rely on, written once. Each mode keeps its own confiner, because they confine different things:
 
 - ``validation._containment`` (a template placeholder's value, or the argv word holding it): the program
@@ -8,7 +8,7 @@ both rely on, written once. Each mode keeps its own confiner, because they confi
   optional (without one only absolute paths pass); a path under ``/proc``, ``/sys`` or ``/dev`` is refused
   by its lexical and its resolved form; a final symlink is fine when its target is inside; the path need not
   exist; special files are refused unless the tool sets ``special_files``. Nothing is returned.
-- ``commands._confine_file`` (shell_execute's redirection targets and option paths): the base is always set.
+- ``confinement.confine_file`` (shell_execute's redirection targets and option paths): the base is always set.
   The runner opens a redirection itself with ``O_NOFOLLOW``, so for READ/WRITE the directory part is resolved
   on its own, the final component may not be a symlink and must be a regular file (READ: an existing one),
   and writing into ``.git`` or git's configuration is refused. It returns the path to open, with no symlink in

@@ -434,7 +434,7 @@ def _containment(
 
     The program follows symlinks, so the resolved path must be inside the base; ``/proc``, ``/sys`` and
     ``/dev`` are refused by the lexical and the resolved form. How this differs from shell_execute's confiner
-    (``commands._confine_file``), and why: ``paths.py``.
+    (``confinement.confine_file``), and why: ``paths.py``.
     """
     base = policy.base_path
     reading = f"its {label}" if label else "the path"

@@ -5,7 +5,7 @@ shell, interpreter, wrapper, editor, pager or debugger is a ``ConfigError`` unle
 ``--allow-dangerous``; every ``--allow-patterns`` entry must be unable to match a path, a space or
 shell syntax, and (unless ``--allow-dangerous``) must match no refused-family or unpoliced blacklist
 name. Per call (``ShellTool.plan``, pure apart from path checks and a PATH look-up for
-pattern-matched names): directory confinement -> parsing (``commands.parse_command``) -> the
+pattern-matched names): directory confinement -> parsing (``argv.parse_command``) -> the
 allowlist -> per-program policies on every stage -> an ``ExecPlan`` for the runner. Every refusal
 happens before anything is opened, truncated or started.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 
-from trio_exec import commands, programs
+from trio_exec import argv, commands, confinement, programs
 from trio_exec.allow_patterns import check_allow_pattern, pattern_refused_examples
 from trio_exec.elfsyms import can_run_programs
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
@@ -146,8 +146,8 @@ class ShellTool:
         """Validate a call and turn it into a pipeline (and its stages' program names)."""
         box = Box(network=defaults.sandbox_network)
         base = self.checked.base_plan(arguments, defaults, tool_timeout_s=None, env={}, box=box)
-        cwd = commands.confine_directory(arguments.get("directory"), self.base_path)
-        parsed = commands.parse_command(list(arguments["command"]), base_path=self.base_path)
+        cwd = confinement.confine_directory(arguments.get("directory"), self.base_path)
+        parsed = argv.parse_command(list(arguments["command"]), base_path=self.base_path)
         names = [stage.argv[0] for stage in parsed.stages]
         for name in names:
             self._check_allowed(name)
