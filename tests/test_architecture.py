@@ -25,6 +25,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "trio_exec"
 PURE = {
     "allow_patterns", "argv", "commands", "confinement", "config", "elfsyms", "errors", "guards", "paths",
     "plan", "policies", "programs", "regexes", "sandbox_view", "templates", "text", "tools", "validation",
+    "values",
 }  # fmt: skip  # a package here (tools, policies) is pure with every module in it
 IMPURE_LIBRARIES = {"trio", "anyio", "mcp", "mcp_types", "hypercorn", "trio_websocket", "starlette", "subprocess"}
 EDGES = {"runner", "server", "results", "compose", "app", "admission", "inflight", "cli", "doctor", "transports"}

@@ -32,7 +32,7 @@ from trio_exec.programs import (
     is_refused_program,
     program_allowed,
 )
-from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES
+from trio_exec.values import MAX_ARGV, MAX_VALUE_BYTES
 
 CORPUS = Path(__file__).parent / "corpus" / "public_cases.json"
 

@@ -22,7 +22,8 @@ from trio_exec.errors import ConfigError, InvalidArguments, Rejected
 from trio_exec.paths import PathPolicy
 from trio_exec.templates import Context, compile_tool, input_schema, render
 from trio_exec.tools.arguments import check_finite, encode_stdin
-from trio_exec.validation import MIN_TIMEOUT_S, Kind, check_word_path, validate_value
+from trio_exec.validation import check_word_path, validate_value
+from trio_exec.values import MIN_TIMEOUT_S, Kind
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from trio_exec.templates import (
     render,
     text_arguments,
 )
-from trio_exec.validation import Constraint, Kind
+from trio_exec.values import Constraint, Kind
 
 SEARCH = os.environ.get("PATH", os.defpath)
 

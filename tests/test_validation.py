@@ -18,16 +18,14 @@ from hypothesis import strategies as st
 from trio_exec.errors import Rejected
 from trio_exec.paths import PathPolicy
 from trio_exec.regexes import compile_error
-from trio_exec.validation import (
+from trio_exec.validation import check_argv_length, is_sensitive, validate_value
+from trio_exec.values import (
     MAX_ARGV,
     MAX_VALUE_BYTES,
     Constraint,
     Kind,
     _is_loader_variable,  # the filter for the benign-text property
-    check_argv_length,
-    is_sensitive,
     kind_from_name,
-    validate_value,
 )
 
 NO_BASE = PathPolicy()

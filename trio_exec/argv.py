@@ -26,7 +26,7 @@ from trio_exec.paths import real_base
 from trio_exec.policies import PathUse
 from trio_exec.programs import PROGRAM_NAME
 from trio_exec.text import excerpt
-from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES
+from trio_exec.values import MAX_ARGV, MAX_VALUE_BYTES
 
 __all__ = ["MAX_STAGES", "CommandPlan", "Stage", "is_operator_element", "parse_command"]
 

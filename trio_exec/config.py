@@ -19,7 +19,7 @@ import attrs
 
 from trio_exec.errors import ConfigError
 from trio_exec.regexes import compile_error
-from trio_exec.validation import Constraint, Kind
+from trio_exec.values import Constraint, Kind
 
 if sys.version_info >= (3, 11):
     import tomllib

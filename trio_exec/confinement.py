@@ -28,7 +28,8 @@ from trio_exec.paths import (
 )
 from trio_exec.policies import PathUse
 from trio_exec.text import excerpt
-from trio_exec.validation import Kind, validate_value
+from trio_exec.validation import validate_value
+from trio_exec.values import Kind
 
 __all__ = ["confine_directory", "confine_file", "confine_target"]
 

@@ -22,19 +22,36 @@ Invariants:
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import attrs
 
 from trio_exec.policies import PathUse
 
-__all__ = ["PathPolicy", "final_component_problem", "is_within", "protected_problem", "real_base", "special_file_kind"]
+__all__ = [
+    "PathPolicy",
+    "final_component_problem",
+    "has_dotdot",
+    "is_within",
+    "protected_problem",
+    "real_base",
+    "special_file_kind",
+]
 
 
 def is_within(path: str, root: str) -> bool:
     """True if ``path`` is ``root`` or below it (both absolute and normalised)."""
     # commonpath compares whole components: /srv/workshop is not inside /srv/work.
     return os.path.commonpath([path, root]) == root
+
+
+_SEPARATORS = re.compile(r"[/\\]")
+
+
+def has_dotdot(value: str) -> bool:
+    """True if ``..`` is a whole path component ('a/../b', '../x', '..'), not part of a name ('a..b')."""
+    return ".." in _SEPARATORS.split(value)
 
 
 def real_base(base_path: str) -> str:

@@ -23,17 +23,8 @@ from trio_exec.config import ArgSpec, ToolSpec
 from trio_exec.errors import ConfigError, Rejected, SpawnFailed
 from trio_exec.paths import PathPolicy
 from trio_exec.programs import blacklist_match
-from trio_exec.validation import (
-    MAX_VALUE_BYTES,
-    MIN_TIMEOUT_S,
-    Constraint,
-    Kind,
-    check_argv_length,
-    check_word_path,
-    is_sensitive,
-    kind_from_name,
-    validate_value,
-)
+from trio_exec.validation import check_argv_length, check_word_path, is_sensitive, validate_value
+from trio_exec.values import MAX_VALUE_BYTES, MIN_TIMEOUT_S, Constraint, Kind, kind_from_name
 
 TOOL_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")

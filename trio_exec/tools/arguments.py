@@ -16,7 +16,7 @@ import jsonschema
 from trio_exec.errors import InvalidArguments, Rejected
 from trio_exec.plan import ExecPlan, PlanDefaults
 from trio_exec.sandbox_view import Box
-from trio_exec.validation import MIN_TIMEOUT_S
+from trio_exec.values import MIN_TIMEOUT_S
 
 
 def _non_finite(value: Any, where: str) -> str | None:

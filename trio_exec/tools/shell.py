@@ -28,7 +28,7 @@ from trio_exec.regexes import compile_regex
 from trio_exec.sandbox_view import Box
 from trio_exec.templates import as_text, other_json_types, resolve_program
 from trio_exec.tools.arguments import Checked
-from trio_exec.validation import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
+from trio_exec.values import MAX_ARGV, MAX_VALUE_BYTES, MIN_TIMEOUT_S
 
 NAME = "shell_execute"
 
