@@ -5,6 +5,8 @@ Read from the source with ``ast`` (no import runs). The contracts:
 - the **pure core** (validation, templates, policies, ...; a package's submodules too, ``policies.awk``)
   never imports trio, anyio, the MCP SDK, an HTTP or WebSocket server, ``subprocess``, nor the runner, the
   server, the app, the CLI or the transports;
+- **data** (config, errors) imports nothing of the package but errors and the **vocabulary** (values, regexes,
+  text, paths), which imports only itself;
 - only the **runner** starts processes (``subprocess``, ``os.system``/``popen``/``exec*``/``spawn*``/``fork``);
 - only the **CLI** reads the process environment (``os.environ``, ``os.getenv``);
 - the **transports** never import the runner.
@@ -27,6 +29,9 @@ PURE = {
     "plan", "policies", "programs", "regexes", "sandbox_view", "templates", "text", "tools", "validation",
     "values",
 }  # fmt: skip  # a package here (tools, policies) is pure with every module in it
+# Data (the settings and the errors) stands on the vocabulary only, and the vocabulary on itself.
+DATA = {"config", "errors"}
+VOCABULARY = {"values", "regexes", "text", "paths"}
 IMPURE_LIBRARIES = {"trio", "anyio", "mcp", "mcp_types", "hypercorn", "trio_websocket", "starlette", "subprocess"}
 EDGES = {"runner", "server", "results", "compose", "app", "admission", "inflight", "cli", "doctor", "transports"}
 SPAWNING = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
@@ -75,6 +80,11 @@ def breaks(name: str, tree: ast.Module) -> Iterator[tuple[str, str]]:
     if name.split(".")[0] in PURE:
         for what in sorted((top & IMPURE_LIBRARIES) | {i for i in imported if i.split(".")[0] in EDGES}):
             yield "pure core imports an edge", what
+    if name in DATA | VOCABULARY:
+        own = {path.stem for path in PACKAGE.iterdir()} - {"__init__", "__main__"}
+        allowed = VOCABULARY | ({"errors"} if name in DATA else set())
+        for what in sorted((top & own) - allowed):
+            yield "data or vocabulary imports the core", what
     if name != "runner" and ("subprocess" in top or any(_is_os_attribute(n, SPAWNING) for n in ast.walk(tree))):
         yield "spawns", name
     if name != "cli" and any(_is_os_attribute(n, {"environ", "getenv", "environb", "getenvb"}) for n in ast.walk(tree)):
@@ -105,6 +115,10 @@ def test_every_known_break_still_exists_so_the_list_only_shrinks() -> None:
         ("policies", "def f():\n    from trio_exec.transports import http\n", "pure core imports an edge"),
         ("policies.awk", "import trio\n", "pure core imports an edge"),
         ("guards", "import subprocess\n", "pure core imports an edge"),
+        ("config", "from trio_exec.validation import validate_value\n", "data or vocabulary imports the core"),
+        ("errors", "from trio_exec import policies\n", "data or vocabulary imports the core"),
+        ("paths", "from trio_exec.policies import POLICIES\n", "data or vocabulary imports the core"),
+        ("values", "from trio_exec import config\n", "data or vocabulary imports the core"),
         ("tools.shell", "import subprocess\n", "spawns"),
         ("tools.template", "from trio_exec import results\n", "pure core imports an edge"),
         ("plan", "from trio_exec.runner import run\n", "pure core imports an edge"),

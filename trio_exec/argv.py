@@ -22,8 +22,7 @@ import attrs
 
 from trio_exec.confinement import confine_file
 from trio_exec.errors import Rejected
-from trio_exec.paths import real_base
-from trio_exec.policies import PathUse
+from trio_exec.paths import PathUse, real_base
 from trio_exec.programs import PROGRAM_NAME
 from trio_exec.text import excerpt
 from trio_exec.values import MAX_ARGV, MAX_VALUE_BYTES

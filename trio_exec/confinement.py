@@ -20,13 +20,13 @@ import os
 from trio_exec.errors import Rejected
 from trio_exec.paths import (
     PathPolicy,
+    PathUse,
     final_component_problem,
     is_within,
     protected_problem,
     real_base,
     special_file_kind,
 )
-from trio_exec.policies import PathUse
 from trio_exec.text import excerpt
 from trio_exec.validation import validate_value
 from trio_exec.values import Kind

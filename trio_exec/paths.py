@@ -21,16 +21,16 @@ Invariants:
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 import stat
 
 import attrs
 
-from trio_exec.policies import PathUse
-
 __all__ = [
     "PathPolicy",
+    "PathUse",
     "final_component_problem",
     "has_dotdot",
     "is_within",
@@ -38,6 +38,15 @@ __all__ = [
     "real_base",
     "special_file_kind",
 ]
+
+
+class PathUse(enum.Enum):
+    """What a program does with a path it receives in an option value or an operand."""
+
+    INSIDE = "inside"  # reads or changes into it: must resolve inside the base path
+    READ = "read"  # opens an existing regular file (the '<' redirection)
+    WRITE = "write"  # creates or truncates it: inside, not a symlink, not git's configuration
+    OUTPUT = "output"  # a directory it creates files in: inside, not git's configuration
 
 
 def is_within(path: str, root: str) -> bool:

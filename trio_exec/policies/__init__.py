@@ -26,9 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+from trio_exec.paths import PathUse
 from trio_exec.policies.awk import AWK
 from trio_exec.policies.git import check_git
-from trio_exec.policies.scanner import READS_NAMES, Context, PathUse, Refusal
+from trio_exec.policies.scanner import READS_NAMES, Context, Refusal
 from trio_exec.policies.sed import SED
 from trio_exec.policies.tables import (
     DIFF3,

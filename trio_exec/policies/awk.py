@@ -6,12 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from trio_exec.paths import PathUse
 from trio_exec.policies.scanner import (
     OPTIONAL,
     PROGRAM_FILE,
     Arg,
     Context,
-    PathUse,
     Policy,
     Refusal,
     Rule,

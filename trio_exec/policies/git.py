@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from trio_exec.paths import PathUse
 from trio_exec.policies.scanner import (
     RUNS_VALUE,
     Arg,
     Context,
     Finish,
-    PathUse,
     Policy,
     Refusal,
     Rule,

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import attrs
 
+from trio_exec.paths import PathUse
+
 
 class Refusal(Exception):
     """An argument breaks a policy; ``index`` counts the stage's argv elements (0 is the program)."""
@@ -22,15 +24,6 @@ class Refusal(Exception):
         super().__init__(reason)
         self.index = index
         self.reason = reason
-
-
-class PathUse(enum.Enum):
-    """What a program does with a path it receives in an option value or an operand."""
-
-    INSIDE = "inside"  # reads or changes into it: must resolve inside the base path
-    READ = "read"  # opens an existing regular file (the '<' redirection)
-    WRITE = "write"  # creates or truncates it: inside, not a symlink, not git's configuration
-    OUTPUT = "output"  # a directory it creates files in: inside, not git's configuration
 
 
 @attrs.frozen

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from trio_exec.paths import PathUse
 from trio_exec.policies.scanner import (
     OPTIONAL,
     READS_NAMES,
     RUNS_VALUE,
     Arg,
     Context,
-    PathUse,
     Policy,
     Refusal,
     Rule,
