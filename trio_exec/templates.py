@@ -166,38 +166,14 @@ def resolve_program(program: str, search_path: str) -> str | None:
     return os.path.abspath(found) if found else None
 
 
-def compile_tool(spec: ToolSpec, ctx: Context) -> Template:  # noqa: C901 - one check per spec field, in order
+def compile_tool(spec: ToolSpec, ctx: Context) -> Template:
     """Parse, check and pin one tool; every problem is a ``ConfigError``."""
     where = f"{spec.source}: tool {spec.name!r}"
     if not TOOL_NAME_RE.fullmatch(spec.name):
         raise ConfigError(f"{where}: a tool name is 1-64 characters of letters, digits, '_' and '-'")
-    try:
-        words = shlex.split(spec.template, comments=False, posix=True)
-    except ValueError as e:
-        raise ConfigError(f"{where}: cannot split the template: {e}") from None
-    if not words:
-        raise ConfigError(f"{where}: the template is empty")
-    if _PLACEHOLDER_RE.search(words[0]):
-        raise ConfigError(f"{where}: the program (first word) cannot contain a placeholder")
-    for word in words[1:]:
-        rest = _PLACEHOLDER_RE.sub(" ", word)
-        for pattern, problem in _MISTAKES:
-            if m := pattern.search(rest):
-                raise ConfigError(
-                    f"{where}: in {word!r}, {problem.format(m.group(1))}; write {{{{ and }}}} for literal braces"
-                )
+    words = _split_template(spec.template, where)
     tokens = tuple(_parse_token(w) for w in words[1:])
-    names: list[str] = []
-    for token in tokens:
-        for part in token:
-            if isinstance(part, Placeholder) and part.name not in names:
-                names.append(part.name)
-    for name in names:
-        if name in RESERVED:
-            raise ConfigError(f"{where}: {{{name}}} is reserved (every tool has a '{name}' argument); rename it")
-    for name in spec.args:
-        if name not in names:
-            raise ConfigError(f"{where}: args.{name} is configured but the template has no {{{name}}}")
+    names = _placeholder_names(tokens, spec, where)
     if spec.cwd is not None and not (os.path.isabs(spec.cwd) and os.path.isdir(spec.cwd)):
         raise ConfigError(f"{where}: cwd {spec.cwd!r} must be an existing absolute directory")
     path = resolve_program(words[0], ctx.search_path)
@@ -211,6 +187,43 @@ def compile_tool(spec: ToolSpec, ctx: Context) -> Template:  # noqa: C901 - one 
     args = tuple(_arg(name, spec.args.get(name, ArgSpec()), ctx) for name in names)
     _check_shared_words(tokens, {a.name: a.kind for a in args}, where)
     return Template(spec=spec, program=words[0], program_path=path, tokens=tokens, args=args)
+
+
+def _split_template(template: str, where: str) -> list[str]:
+    """The template's words (shell-like quoting, no shell): a program without placeholders, then its arguments,
+    none with a brace mistake."""
+    try:
+        words = shlex.split(template, comments=False, posix=True)
+    except ValueError as e:
+        raise ConfigError(f"{where}: cannot split the template: {e}") from None
+    if not words:
+        raise ConfigError(f"{where}: the template is empty")
+    if _PLACEHOLDER_RE.search(words[0]):
+        raise ConfigError(f"{where}: the program (first word) cannot contain a placeholder")
+    for word in words[1:]:
+        rest = _PLACEHOLDER_RE.sub(" ", word)
+        for pattern, problem in _MISTAKES:
+            if m := pattern.search(rest):
+                raise ConfigError(
+                    f"{where}: in {word!r}, {problem.format(m.group(1))}; write {{{{ and }}}} for literal braces"
+                )
+    return words
+
+
+def _placeholder_names(tokens: tuple[Token, ...], spec: ToolSpec, where: str) -> list[str]:
+    """The placeholders in order of first use; none reserved, and every configured ``args.<name>`` used."""
+    names: list[str] = []
+    for token in tokens:
+        for part in token:
+            if isinstance(part, Placeholder) and part.name not in names:
+                names.append(part.name)
+    for name in names:
+        if name in RESERVED:
+            raise ConfigError(f"{where}: {{{name}}} is reserved (every tool has a '{name}' argument); rename it")
+    for name in spec.args:
+        if name not in names:
+            raise ConfigError(f"{where}: args.{name} is configured but the template has no {{{name}}}")
+    return names
 
 
 def _check_shared_words(tokens: tuple[Token, ...], kinds: Mapping[str, Kind], where: str) -> None:
