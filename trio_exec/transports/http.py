@@ -4,17 +4,16 @@ Layers, outermost first (each is a small ASGI callable):
 1. ``TrustedProxies``: ``X-Forwarded-For``/``-Proto`` are believed only from ``--forwarded-allow-ips``
    (hypercorn's ``ProxyFixMiddleware`` does the parsing), so rate limits and the audit trail see the
    real client address;
-2. ``Front``: ``--root-path`` prefix, ``GET``/``HEAD /health`` (no auth, no secrets), Bearer auth
-   (constant-time comparison, 401 with ``WWW-Authenticate``; failures are audit events and spend
-   the client's rate limit) and the client key for the guards;
-3. the SDK's Starlette app at ``/mcp``: Host/Origin validation (DNS rebinding) through its
-   ``TransportSecuritySettings``, the request body cap, stateless or stateful sessions, both eras.
+2. ``Front``: ``--root-path`` prefix, ``GET``/``HEAD /health`` (no auth, no secrets), then the ``Gate``:
+   Bearer auth (401 with ``WWW-Authenticate``; failures are audit events and spend the client's rate
+   limit), the client key for the guards, and Host/Origin (DNS rebinding) for ``/mcp``, answered as the
+   SDK answers them (421, 403);
+3. the SDK's Starlette app at ``/mcp``: the request body cap, stateless or stateful sessions, both eras.
+   It is given the same Host/Origin lists, so its own check agrees with the Gate's (which runs first).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import json
 import logging
@@ -35,11 +34,13 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 
 from trio_exec import __version__, memory
 from trio_exec.config import KILL_GRACE_S, Settings
 from trio_exec.inflight import CALLS, CLIENT_KEY, OWNER, owner_of
-from trio_exec.server import CLIENT, Service
+from trio_exec.server import Service
+from trio_exec.transports.gate import Gate, Refused, bearer, header, peer_key
 from trio_exec.transports.replies import FLUSH_S
 
 Scope = MutableMapping[str, Any]
@@ -48,31 +49,10 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def fingerprint(token: str) -> str:
-    """A stable, non-reversible name for a token (never the token itself)."""
-    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:12]
-
-
 NO_OAUTH = (
     "this server takes a static Bearer token, not OAuth: send 'Authorization: Bearer <token>' with the token its "
     "operator set (MCP_EXEC_AUTH_TOKEN or --auth-token-file)"
 )
-
-
-def split_bind(bind: str) -> tuple[str, int]:
-    host, _, port = bind.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def default_allowed(bind: str) -> tuple[list[str], list[str]]:
-    """Host and Origin allowlists: the bind address and localhost, any port."""
-    host, _ = split_bind(bind)
-    names = ["127.0.0.1", "localhost", "[::1]"]
-    if host not in ("0.0.0.0", "::", "", *names, "::1"):  # noqa: S104 - comparing, not binding
-        names.append(f"[{host}]" if ":" in host else host)
-    hosts = [h for n in names for h in (n, f"{n}:*")]
-    origins = [o for n in names for scheme in ("http", "https") for o in (f"{scheme}://{n}", f"{scheme}://{n}:*")]
-    return hosts, origins
 
 
 class TrustedProxies:
@@ -112,14 +92,13 @@ async def _respond(send: Send, status: int, body: dict[str, Any], headers: Itera
 
 
 class Front:
-    """Root path, health, Bearer auth, the client key and session admission, in front of the SDK app."""
+    """Root path, health, the gate (Bearer auth, the client key, Host/Origin) and session admission, in front
+    of the SDK app."""
 
-    def __init__(
-        self, app: ASGIApp, service: Service, tokens: Iterable[str], sessions: Callable[[], int] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, service: Service, gate: Gate, sessions: Callable[[], int] | None = None) -> None:
         self.app = app
         self.service = service
-        self.tokens = [t.encode() for t in tokens if t]
+        self.gate = gate
         self.root_path = (service.settings.root_path or "").rstrip("/")
         self.draining = False  # set on shutdown: /health answers 503 so load balancers stop routing here
         self.sessions = sessions  # stateful: how many sessions are open
@@ -144,18 +123,17 @@ class Front:
             # No OAuth here: clients that look for its metadata (RFC 9728, RFC 8414) on a 401 learn so at once.
             await _respond(send, 404, {"error": "not_found", "error_description": NO_OAUTH})
             return
-        peer = "ip:" + (scope.get("client") or ("unknown", 0))[0]
-        key = peer
-        if self.tokens:
-            presented = _bearer(scope)
-            if presented is None or not token_matches(presented, self.tokens):
-                await self._refuse(scope, receive, send, peer, "missing" if presented is None else "invalid")
-                return
-            key = fingerprint(presented.decode())
+        peer = peer_key((scope.get("client") or ("unknown", 0))[0])
+        verdict = self.gate.admit(bearer(header(scope["headers"], b"authorization")), peer)
+        if isinstance(verdict, Refused):
+            await self._refuse(scope, receive, send, peer, verdict.reason)
+            return
+        key = verdict.key
+        if verdict.authenticated:
             # The SDK binds a stateful session to the credential that opened it when it sees an authenticated
             # user: another token presenting a known session id is told "Session not found".
             scope = {**scope, "user": AuthenticatedUser(AccessToken(token=key, client_id=key, scopes=[]))}
-        CLIENT.set(key)
+        self.gate.enter(verdict)
         if self.sessions is not None and _opens_session(scope):
             refusal = self._session_refusal(key)
             if refusal is not None:
@@ -164,8 +142,21 @@ class Front:
                 return
         if scope["method"] == "POST":
             await self._watched(scope, receive, send, key, peer)
+        elif (foreign := self._foreign(scope)) is not None:
+            await foreign(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+    def _foreign(self, scope: Scope) -> Response | None:
+        """The answer to a request at ``/mcp`` whose Host or Origin this server does not trust (DNS rebinding), or
+        None. The same statuses and bodies as the SDK's own check, which still runs behind this one and agrees."""
+        if scope["path"] != "/mcp":
+            return None  # the SDK's app answers 404 (or redirects ``/mcp/``) without looking at Host or Origin
+        if not self.gate.host_allowed(_header(scope, b"host")):
+            return Response("Invalid Host header", status_code=421)
+        if not self.gate.origin_allowed(_header(scope, b"origin")):
+            return Response("Invalid Origin header", status_code=403)
+        return None
 
     async def _watched(self, scope: Scope, receive: Receive, send: Send, key: str, peer: str) -> None:
         """Pass a POST on, stopping the calls it carries if the client goes away before the answer, acting on
@@ -179,6 +170,9 @@ class Front:
         is that drop.
         """
         read, complete = await _buffer_body(receive, self.service.settings.max_request_bytes)
+        if (foreign := self._foreign(scope)) is not None:  # after the body: the connection stays usable
+            await foreign(scope, receive, send)
+            return
         owner = owner_of(key, _header(scope, b"mcp-session-id"))
         if complete:
             for request_id in _cancelled_ids(b"".join(m.get("body", b"") for m in read)):
@@ -281,7 +275,8 @@ async def _read_body(receive: Receive, limit: int) -> bool:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    return next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == name), None)
+    value = header(scope["headers"], name)
+    return None if value is None else value.decode("latin-1")
 
 
 def _opens_session(scope: Scope) -> bool:
@@ -326,22 +321,6 @@ def _cancelled_ids(body: bytes) -> list[object]:
     ]
 
 
-def _bearer(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name.lower() == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            return token.strip() if scheme.lower() == b"bearer" and token.strip() else None
-    return None
-
-
-def token_matches(presented: bytes, tokens: list[bytes]) -> bool:
-    # Compare with every token, always: the time taken says nothing about which one matched.
-    found = False
-    for token in tokens:
-        found |= hmac.compare_digest(presented, token)
-    return found
-
-
 # What MCP clients send and may read, for CORS.
 CORS_REQUEST_HEADERS = [
     "authorization",
@@ -375,11 +354,11 @@ def with_cors(app: ASGIApp, origins: Iterable[str]) -> ASGIApp:
 
 def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> tuple[ASGIApp, Front]:
     s = service.settings
-    hosts, origins = default_allowed(s.bind)
-    security = TransportSecuritySettings(
+    gate = Gate.build(s, tokens, extra_origins=s.cors_origins)  # a CORS origin is a trusted one
+    security = TransportSecuritySettings(  # the same lists: behind the gate, the SDK's check agrees with it
         enable_dns_rebinding_protection=True,
-        allowed_hosts=list(s.allowed_hosts) or hosts,
-        allowed_origins=[*(s.allowed_origins or origins), *s.cors_origins],  # a CORS origin is a trusted one
+        allowed_hosts=list(gate.hosts.listed),
+        allowed_origins=list(gate.origins.listed),
     )
     sdk_app = server.streamable_http_app(
         streamable_http_path="/mcp",
@@ -397,7 +376,7 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
             return len(manager._server_instances)  # the SDK keeps the count private
 
         count = sessions
-    front = Front(sdk_app, service, tokens, count)
+    front = Front(sdk_app, service, gate, count)
     app: ASGIApp = with_cors(front, s.cors_origins) if s.cors_origins else front
     return TrustedProxies(app, s.forwarded_allow_ips), front
 

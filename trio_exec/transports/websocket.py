@@ -26,20 +26,13 @@ import trio
 import trio_websocket
 from loguru import logger
 from mcp.server.lowlevel.server import Server
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from mcp.shared.message import SessionMessage
 
 from trio_exec.config import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports import framing
-from trio_exec.transports.http import (
-    default_allowed,
-    fingerprint,
-    report_drop,
-    set_write_timeout,
-    split_bind,
-    token_matches,
-)
+from trio_exec.transports.gate import Admitted, Gate, Refused, bearer, header, peer_key, split_bind
+from trio_exec.transports.http import report_drop, set_write_timeout
 from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import encode
 
@@ -47,81 +40,74 @@ SUBPROTOCOL = "mcp"
 
 
 def _header(request: trio_websocket.WebSocketRequest, name: bytes) -> str | None:
-    for key, value in request.headers:
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
+    value = header(request.headers, name)
+    return None if value is None else value.decode("latin-1")
 
 
-def _presented_token(request: trio_websocket.WebSocketRequest) -> str:
-    """The Bearer token of a handshake, from wherever a WebSocket client can put it ('' if none).
+def _host(request: trio_websocket.WebSocketRequest) -> str | None:
+    """The handshake's Host.
 
-    ``Authorization: Bearer`` first. Neither official SDK's WebSocket client (nor a browser's ``WebSocket``)
-    can send a header, so also the URL's ``access_token`` query parameter (RFC 6750, 2.3: what the TypeScript
-    SDK's ``WebSocketClientTransport(url)`` can carry) and a ``bearer.<token>`` subprotocol beside ``mcp``
+    wsproto (1.3) takes Host out of the headers it hands on, so trio-websocket's public ``request.headers`` never
+    holds it; the only copy is on wsproto's ``Request`` event, which trio-websocket (0.12) keeps private. The public
+    headers are read first, so a release that keeps Host there is used without this one private read.
+    """
+    return _header(request, b"host") or getattr(getattr(request, "_event", None), "host", None)
+
+
+def _presented_token(request: trio_websocket.WebSocketRequest) -> bytes | None:
+    """The Bearer token of a handshake, from wherever a WebSocket client can put it (None if none).
+
+    ``Authorization: Bearer`` first (read as on HTTP). Neither official SDK's WebSocket client (nor a browser's
+    ``WebSocket``) can send a header, so also the URL's ``access_token`` query parameter (RFC 6750, 2.3: what the
+    TypeScript SDK's ``WebSocketClientTransport(url)`` can carry) and a ``bearer.<token>`` subprotocol beside ``mcp``
     (what a browser's ``new WebSocket(url, ["mcp", "bearer." + token])`` can). No log line shows the path or
     the proposed subprotocols, and the accepted subprotocol is ``mcp``, so the token is never echoed.
     """
-    scheme, _, value = (_header(request, b"authorization") or "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    presented = bearer(header(request.headers, b"authorization"))
+    if presented is not None:
+        return presented
     query = urllib.parse.parse_qs(request.path.partition("?")[2], keep_blank_values=False)
     if query.get("access_token"):
-        return query["access_token"][0]
+        return query["access_token"][0].encode()
     for proposed in request.proposed_subprotocols:
         if proposed.startswith("bearer.") and len(proposed) > len("bearer."):
-            return proposed[len("bearer.") :]
-    return ""
+            return proposed[len("bearer.") :].encode()
+    return None
 
 
 class _Handshake:
     """Decides whether a WebSocket handshake may become an MCP session."""
 
-    def __init__(self, service: Service, tokens: Iterable[str]) -> None:
-        s = service.settings
-        hosts, origins = default_allowed(s.bind)
+    def __init__(self, service: Service, gate: Gate) -> None:
         self.service = service
-        self.tokens = [t for t in tokens if t]
-        self.security = TransportSecurityMiddleware(
-            TransportSecuritySettings(
-                enable_dns_rebinding_protection=True,
-                allowed_hosts=list(s.allowed_hosts) or hosts,
-                allowed_origins=list(s.allowed_origins) or origins,
-            )
-        )
-        self.path = (s.root_path or "") + "/mcp"
+        self.gate = gate
+        self.path = (service.settings.root_path or "") + "/mcp"
 
-    async def check(self, request: trio_websocket.WebSocketRequest) -> str | None:
-        """The client key when the handshake is acceptable; otherwise it is rejected here and None returned."""
+    async def check(self, request: trio_websocket.WebSocketRequest) -> Admitted | None:
+        """The client when the handshake is acceptable; otherwise it is rejected here and None returned."""
         remote = request.remote
-        peer = "ip:" + str(remote.address if isinstance(remote, trio_websocket.Endpoint) else remote)
+        peer = peer_key(str(remote.address if isinstance(remote, trio_websocket.Endpoint) else remote))
         if request.path.split("?", 1)[0] != self.path:
             await request.reject(404, body=b"not found: the MCP endpoint is " + self.path.encode())
             return None
-        # wsproto keeps Host out of the extra headers trio-websocket shows; it is on the event.
-        host = getattr(getattr(request, "_event", None), "host", None) or _header(request, b"host")
-        if not self.security._validate_host(host):
+        if not self.gate.host_allowed(_host(request)):
             await request.reject(421, body=b"invalid Host header")
             return None
-        if not self.security._validate_origin(_header(request, b"origin")):
+        if not self.gate.origin_allowed(_header(request, b"origin")):
             await request.reject(403, body=b"invalid Origin header")
             return None
-        key = peer
-        if self.tokens:
-            presented = _presented_token(request)
-            if not presented or not token_matches(presented.encode(), [t.encode() for t in self.tokens]):
-                self.service.audit.record("auth_failure", transport="websocket", client=peer,
-                                          reason="invalid" if presented else "missing")  # fmt: skip
-                logger.warning("authentication failed from {}", peer)
-                wait = self.service.guards.rates.admit(peer, trio.current_time())
-                status = 429 if wait is not None else 401
-                await request.reject(status, extra_headers=[(b"www-authenticate", b'Bearer realm="trio-exec"')])
-                return None
-            key = fingerprint(presented)
+        verdict = self.gate.admit(_presented_token(request), peer)
+        if isinstance(verdict, Refused):
+            self.service.audit.record("auth_failure", transport="websocket", client=peer, reason=verdict.reason)
+            logger.warning("authentication failed from {}", peer)
+            wait = self.service.guards.rates.admit(peer, trio.current_time())
+            status = 429 if wait is not None else 401
+            await request.reject(status, extra_headers=[(b"www-authenticate", b'Bearer realm="trio-exec"')])
+            return None
         if SUBPROTOCOL not in request.proposed_subprotocols:
             await request.reject(400, body=b"the WebSocket subprotocol 'mcp' is required")
             return None
-        return key
+        return verdict
 
 
 async def _session(
@@ -200,15 +186,15 @@ async def serve_websocket(
     if s.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(s.certfile, s.keyfile)
-    handshake = _Handshake(service, tokens)
+    handshake = _Handshake(service, Gate.build(s, tokens))
     replies = Replies()
 
     async def handle(request: trio_websocket.WebSocketRequest) -> None:
-        key = await handshake.check(request)
-        if key is None:
+        admitted = await handshake.check(request)
+        if admitted is None:
             return
         ws = await request.accept(subprotocol=SUBPROTOCOL)
-        CLIENT.set(key)
+        handshake.gate.enter(admitted)
         try:
             await _session(server, ws, replies, service)
         finally:
