@@ -202,6 +202,21 @@ async def test_allowed_hosts_and_origins_can_be_widened() -> None:
     assert local.status_code == 421  # the explicit list replaces the default
 
 
+async def test_a_foreign_host_is_refused_by_the_gate_before_the_sdk_reads_the_request() -> None:
+    # Behind the gate the SDK would answer "Session not found" (404) for a session it does not know, and 400 for
+    # a body that is not JSON, before it looks at Host: the gate's 421 comes first, with the SDK's body.
+    accept = {"Accept": "application/json, text/event-stream", "Host": "evil.example"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    async with run_server(*HTTP, *ECHO, "--stateful") as server, httpx2.AsyncClient() as h:
+        unknown = await h.post(server.url, json=body, headers={**accept, "mcp-session-id": "no-such-session"})
+        plain = await h.post(server.url, content=b"{}", headers={**accept, "Content-Type": "text/plain"})
+        stream = await h.get(server.url, headers={**accept, "mcp-session-id": "no-such-session"})
+        elsewhere = await h.get(server.base + "/other", headers=accept)
+    assert [r.status_code for r in (unknown, plain, stream)] == [421, 421, 421]
+    assert unknown.text == "Invalid Host header"
+    assert elsewhere.status_code == 404  # only /mcp is gated for Host and Origin, as before
+
+
 async def test_request_bodies_over_the_cap_are_refused() -> None:
     async with run_server(*HTTP, *ECHO, "--max-request-bytes", "64K") as server, httpx2.AsyncClient() as h:
         big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",

@@ -132,6 +132,23 @@ async def test_handshakes_that_break_a_rule_are_rejected(
     assert caught.value.status_code == status
 
 
+@pytest.mark.parametrize(("host", "status"), [(b"evil.example", b"421"), (b"127.0.0.1:1", b"101"), (b"", b"421")])
+async def test_the_handshakes_host_is_checked(host: bytes, status: bytes) -> None:
+    # A raw handshake: trio-websocket's client always sends its own Host (and h11 refuses a second one).
+    upgrade = (
+        b"GET /mcp HTTP/1.1\r\nHost: " + host + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: mcp\r\n\r\n"
+    )
+    async with run_server(*WS) as server:
+        address, _, port = server.base.split("://", 1)[1].rpartition(":")
+        with trio.fail_after(10):
+            async with await trio.open_tcp_stream(address, int(port)) as stream:
+                await stream.send_all(upgrade)
+                answer = await stream.receive_some(4096)
+    assert answer.split(b" ", 2)[1] == status
+
+
 async def _reply(ws: trio_websocket.WebSocketConnection) -> dict[str, Any]:
     with trio.fail_after(30):
         return json.loads(await ws.get_message())  # type: ignore[no-any-return]
