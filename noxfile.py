@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     session.install("mypy>=1.11", "types-jsonschema", "-e", ".[test]")
-    session.run("mypy", "--strict", "trio_exec")
+    session.run("mypy", "--strict", "trio_exec", "tests")
 
 
 @nox.session(python=PYTHONS)

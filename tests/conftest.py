@@ -84,7 +84,7 @@ def server_params(*args: str, env: Mapping[str, str] | None = None, cwd: str | N
 @asynccontextmanager
 async def connect(*args: str, mode: str = "auto", env: Mapping[str, str] | None = None) -> AsyncIterator[Client]:
     """A connected client of a fresh server started with ``args``."""
-    async with Client(server_params(*args, env=env), mode=mode, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
+    async with Client(server_params(*args, env=env), mode=mode, read_timeout_seconds=60) as client:
         yield client
 
 

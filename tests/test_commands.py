@@ -427,7 +427,7 @@ def _behaviour(argv: list[str], binary: str, base: str) -> None:
     if path is None:
         pytest.skip(f"{binary} is not installed")
     if argv[0] != binary:  # an unlisted wrapper: the binary under a name (and real path) the family does not know
-        path = shutil.copy(path, Path(base).parent / argv[0])
+        path = str(shutil.copy(path, Path(base).parent / argv[0]))
     check_stage(Stage(tuple(argv)), base_path=base, allow_dangerous=False, program_path=path,
                 search_path=os.environ.get("PATH", os.defpath))  # fmt: skip
 
@@ -461,7 +461,7 @@ def test_the_behaviour_rule_does_not_over_block(argv: list[str], binary: str, ba
 
 
 def test_the_behaviour_rule_is_off_with_allow_dangerous(base: str) -> None:
-    path = shutil.copy(shutil.which("env") or "/usr/bin/env", Path(base).parent / "launcher")
+    path = str(shutil.copy(shutil.which("env") or "/usr/bin/env", Path(base).parent / "launcher"))
     stage = Stage(("launcher", "sh"))
     check_stage(stage, base_path=base, allow_dangerous=True, program_path=path, search_path="/usr/bin:/bin")
     with pytest.raises(Rejected, match="can run other programs"):

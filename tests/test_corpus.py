@@ -140,7 +140,7 @@ async def test_corpus_case(case: dict[str, Any], layer: str, corpus_root: tuple[
             return
 
     results: list[Any] = []
-    async with Client(params, read_timeout_seconds=60) as client:  # type: ignore[arg-type]
+    async with Client(params, read_timeout_seconds=60) as client:
         for call in [{"tool": c["tool"], "arguments": c["arguments"]}, *c.get("then", [])]:
             try:
                 results.append(await client.call_tool(call["tool"], call["arguments"]))

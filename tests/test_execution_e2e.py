@@ -8,6 +8,7 @@ import signal
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -189,7 +190,7 @@ async def test_every_outcome_conforms_to_the_output_schema(mode: str) -> None:
         "--cmd", 'gone|"definitely-not-installed-xyz"',
         "--cmd", f"segv|\"{PY} -c 'import os; os.kill(os.getpid(), 11)'\"",
     ]  # fmt: skip
-    calls = [
+    calls: list[tuple[str, dict[str, Any], bool, str | None]] = [
         ("ok", {"message": "hi"}, False, None),
         ("ok", {"message": "$(id)"}, True, "rejected"),
         ("fails", {}, False, None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def test_nothing_but_json_rpc_reaches_stdout_and_the_token_is_nowhere(tmp_path: 
     for request in requests:
         proc.stdin.write(json.dumps(request).encode() + b"\n")
         proc.stdin.flush()
-    replies = {}
+    replies: dict[Any, Any] = {}
     while len(replies) < 5:  # keep stdin open until every reply has arrived
         message = json.loads(proc.stdout.readline())
         assert message["jsonrpc"] == "2.0"
@@ -225,7 +226,7 @@ def test_the_audit_trail_notices_a_failed_write_once_and_its_recovery(
     sink = logger.add(lines.append, format="{level} {message}")
     path = tmp_path / "audit.jsonl"
     trail = audit_module.Audit(str(path), rotate=None)
-    real_write = audit_module.os.write
+    real_write = os.write
     try:
         assert trail.record("call", n=1)
 
@@ -237,11 +238,11 @@ def test_the_audit_trail_notices_a_failed_write_once_and_its_recovery(
                 return real_write(fd, bytes(data[:n]))
             raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(audit_module.os, "write", half_then_full)
+        monkeypatch.setattr(os, "write", half_then_full)
         assert not trail.record("call", n=2)
         assert not trail.record("call", n=3)
         assert not trail.accepting()  # closed: refused, and the probe failed too
-        monkeypatch.setattr(audit_module.os, "write", real_write)
+        monkeypatch.setattr(os, "write", real_write)
         assert trail.accepting()  # the probe record got through: available again
         assert trail.record("call", n=4)
     finally:

@@ -32,7 +32,7 @@ async def client(url: str, token: str | None = None, mode: str = "auto", **http:
     """The real MCP client over Streamable HTTP; ``http`` goes to the httpx2 client (headers, verify)."""
     if token:
         http["headers"] = {**http.get("headers", {}), "Authorization": f"Bearer {token}"}
-    async with httpx2.AsyncClient(**http) as h, Client(streamable_http_client(url, http_client=h), mode=mode) as c:  # type: ignore[arg-type]
+    async with httpx2.AsyncClient(**http) as h, Client(streamable_http_client(url, http_client=h), mode=mode) as c:
         yield c
 
 

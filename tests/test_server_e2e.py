@@ -40,7 +40,7 @@ async def http_client(url: str, token: str | None = None) -> AsyncIterator[Clien
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         httpx2.AsyncClient(headers=headers) as h,
-        Client(streamable_http_client(url, http_client=h)) as c,  # type: ignore[arg-type]
+        Client(streamable_http_client(url, http_client=h)) as c,
     ):
         yield c
 
@@ -106,7 +106,7 @@ def _server_pid(config_marker: str) -> int:
 async def test_sigterm_on_stdio_answers_the_running_call_cancelled(tmp_path: Path) -> None:
     marker = f"m-{uuid.uuid4().hex}"
     params = server_params(*slow_tool(tmp_path, marker))
-    async with Client(params, read_timeout_seconds=60) as client, trio.open_nursery() as nursery:  # type: ignore[arg-type]
+    async with Client(params, read_timeout_seconds=60) as client, trio.open_nursery() as nursery:
         await client.list_tools()
         results = []
 

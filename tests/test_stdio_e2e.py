@@ -122,8 +122,8 @@ async def test_the_python_sdks_read_timeout_is_not_extended_by_progress() -> Non
     (every 2 s here); only a timeout above the tool's own lets a long call finish."""
     seen: list[float] = []
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
-        seen.append(done)
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
 
     async with connect("--cmd", 'slow|"sleep 5"') as client:
         with pytest.raises(MCPError, match="timed out"):

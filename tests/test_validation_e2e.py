@@ -7,6 +7,7 @@ import re
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -178,13 +179,14 @@ max_length = 8
         head = await client.call_tool("head", {"lines": 2, "file": "f.txt"})
         pick = await client.call_tool("pick", {"colour": "red", "word": "apple"})
         refused = []
-        for name, args in [
+        cases: list[tuple[str, dict[str, Any]]] = [
             ("head", {"lines": 9, "file": "f.txt"}),
             ("head", {"lines": "2", "file": "f.txt"}),
             ("pick", {"colour": "blue", "word": "apple"}),
             ("pick", {"colour": "red", "word": "Apple1"}),
             ("pick", {"colour": "red", "word": "abcdefghij"}),
-        ]:
+        ]
+        for name, args in cases:
             result = await client.call_tool(name, args)
             assert result.is_error
             assert result.structured_content is not None

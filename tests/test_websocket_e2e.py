@@ -184,6 +184,7 @@ async def test_a_message_over_the_size_limit_closes_the_connection() -> None:
         await ws.send_message(big)
         with pytest.raises(trio_websocket.ConnectionClosed) as caught, trio.fail_after(10):
             await ws.get_message()
+    assert caught.value.reason is not None
     assert caught.value.reason.code == 1009
 
 
@@ -196,5 +197,6 @@ async def test_shutdown_closes_sessions_with_going_away() -> None:
                 await ws.get_message()
         with trio.fail_after(20):
             code = await server.proc.wait()
+    assert caught.value.reason is not None
     assert caught.value.reason.code == 1001
     assert code == 0
