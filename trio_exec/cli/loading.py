@@ -1,10 +1,11 @@
 """Loading: the command line, the ``MCP_EXEC_*`` environment and the config file merged into ``Settings``.
 
-The only part of the package that reads the process environment (it is handed ``environ``; ``main`` passes
-``os.environ``). Precedence: command line > environment > ``[server]`` of the config file > default. Every
-mistake is a ``ConfigError`` with one line that names the option and what to give instead. ``load_settings``
-reads as its steps: parse, merge the sources, the tools, the legacy allowlist variables, the paths and
-timeouts, the network and its tokens, the audit log, the resource limits, then one ``Settings``.
+It reads the process environment only through the ``environ`` it is handed (``cli.main`` passes
+``os.environ``; nothing else in the package reads it). Precedence: command line > environment > ``[server]``
+of the config file > default. Every mistake is a ``ConfigError`` with one line that names the option and what
+to give instead. ``load_settings`` reads as its steps: parse, merge the sources, the tools, the legacy
+allowlist variables, the paths and timeouts, the network and its tokens, the audit log, the resource limits,
+then one ``Settings``.
 """
 
 from __future__ import annotations
