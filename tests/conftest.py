@@ -1,4 +1,4 @@
-"""Shared test helpers: start the real ``trio-exec`` as a subprocess and drive it with ``mcp.Client``."""
+"""Shared test helpers: the real ``trio-exec``, in-process (``connect``) or as a process, driven by ``mcp.Client``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 from mcp import Client, StdioServerParameters
+
+from tests.harness import connect
+
+__all__ = ["connect"]
 
 # The test interpreter's install prefixes, shown read-only in the sandbox: for templates that start
 # Python through a shell (the sandbox shows a template's own program, not programs it runs by name).
@@ -82,8 +86,10 @@ def server_params(*args: str, env: Mapping[str, str] | None = None, cwd: str | N
 
 
 @asynccontextmanager
-async def connect(*args: str, mode: str = "auto", env: Mapping[str, str] | None = None) -> AsyncIterator[Client]:
-    """A connected client of a fresh server started with ``args``."""
+async def connect_process(
+    *args: str, mode: str = "auto", env: Mapping[str, str] | None = None
+) -> AsyncIterator[Client]:
+    """A connected client of a fresh server process started with ``args`` (``connect`` serves in-process)."""
     async with Client(server_params(*args, env=env), mode=mode, read_timeout_seconds=60) as client:
         yield client
 

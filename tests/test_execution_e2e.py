@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import sys
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import trio
+import trio.testing
+from trio.testing import MockClock
 
-from tests.conftest import PY_VIEW, connect, processes_with, sleeper, until_gone
+from tests.conftest import PY_VIEW, connect, connect_process, processes_with, sleeper, until_gone
 from trio_exec.plan import GIT_ENV
 from trio_exec.results import OUTPUT_SCHEMA
+from trio_exec.server import PROGRESS_INTERVAL_S
 
 PY = sys.executable
 
@@ -96,7 +101,7 @@ async def test_client_disconnect_kills_running_commands(tmp_path: Path) -> None:
 async def test_server_shutdown_kills_running_commands(tmp_path: Path) -> None:
     marker = f"m-{uuid.uuid4().hex}"
     with trio.fail_after(30):
-        async with connect(*sleepy(marker, tmp_path)) as client, trio.open_nursery() as nursery:
+        async with connect_process(*sleepy(marker, tmp_path)) as client, trio.open_nursery() as nursery:
             nursery.start_soon(client.call_tool, "sleepy", {})
             await wait_for(marker)
             os.kill(server_pid(str(tmp_path / "sleepy.toml")), signal.SIGTERM)
@@ -104,26 +109,33 @@ async def test_server_shutdown_kills_running_commands(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_progress_is_reported_at_least_every_five_seconds_while_a_command_runs() -> None:
-    arrivals: list[float] = []
-    messages: list[str | None] = []
+async def test_progress_is_reported_every_interval_while_a_command_runs(mock_clock: MockClock) -> None:
+    mock_clock.rate = 1  # the command runs in real time; the interval is jumped over, never waited out
+    marker = f"m-{uuid.uuid4().hex}"
+    tx, rx = trio.open_memory_channel[tuple[float, str | None]](math.inf)
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        arrivals.append(trio.current_time())
-        messages.append(message)
+        tx.send_nowait((progress, message))
 
-    code = "import time; [(print('tick', i, flush=True), time.sleep(1)) for i in range(12)]"
+    code = f"import time; print('tick', flush=True); time.sleep(300)  # {marker}"
+    reports: list[tuple[float, str | None]] = []
     async with connect("--allow-dangerous", "--cmd", f'long|"{PY} -c \\"{code}\\""') as client:
-        started = trio.current_time()
-        with trio.fail_after(40):
-            result = await client.call_tool("long", {}, progress_callback=on_progress)
-        ended = trio.current_time()
-    assert result.structured_content is not None
-    assert result.structured_content["exit_code"] == 0, result.structured_content["stderr"]
-    gaps = [b - a for a, b in zip([started, *arrivals], [*arrivals, ended], strict=True)]
-    assert len(arrivals) >= 3
-    assert max(gaps) < 5
-    assert any(m and m.startswith("tick") for m in messages)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(client.call_tool, "long", {}, progress_callback=on_progress))
+            await wait_for(marker)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.WouldBlock):
+                rx.receive_nowait()  # nothing before the first interval has passed
+            with trio.fail_after(30):
+                while len(reports) < 3 or reports[-1][1] is None:  # until the printed line was read
+                    mock_clock.jump(PROGRESS_INTERVAL_S)
+                    reports.append(await rx.receive())
+            nursery.cancel_scope.cancel()
+        await until_gone(marker)
+    progress = [p for p, _ in reports]
+    assert progress == sorted(progress)
+    assert progress[0] >= PROGRESS_INTERVAL_S
+    assert reports[-1][1] == "tick"
 
 
 async def test_the_server_environment_never_reaches_a_command(tmp_path: Path) -> None:
@@ -158,7 +170,7 @@ async def test_eight_megabytes_of_stdin_pass_through_cat(tmp_path: Path) -> None
 
 async def test_fifty_megabytes_of_output_keep_the_server_small() -> None:
     name = f"big{uuid.uuid4().hex[:8]}"
-    async with connect("--cmd", f'{name}|"head -c 52428800 /dev/zero"') as client:
+    async with connect_process("--cmd", f'{name}|"head -c 52428800 /dev/zero"') as client:
         result = await client.call_tool(name, {})
         peak_kib = peak_rss_kib(server_pid(name))
     content = result.structured_content
@@ -254,7 +266,7 @@ async def test_a_command_cannot_read_the_servers_secrets_from_proc() -> None:
     spy = "/bin/sh -c 'cat /proc/$PPID/environ; echo; cat /proc/$PPID/cmdline'"
     # Without the sandbox (which hides the server altogether): the scrub is what protects then.
     args = ["--allow-dangerous", "--auth-token", token, "--cmd", f'spy|"{spy}"', "--sandbox", "off"]
-    async with connect(*args, env=env) as client:
+    async with connect_process(*args, env=env) as client:
         result = await client.call_tool("spy", {})
     assert result.structured_content is not None
     out = result.structured_content["stdout"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from tests.conftest import connect, processes_with
 
@@ -57,22 +58,25 @@ async def test_a_call_beyond_max_concurrent_is_busy(tmp_path: Path) -> None:
     assert error["code"] == "busy"
 
 
-async def test_a_tool_that_keeps_timing_out_opens_its_circuit_and_later_recovers(tmp_path: Path) -> None:
+async def test_a_tool_that_keeps_timing_out_opens_its_circuit_and_later_recovers(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    mock_clock.rate = 1  # commands and their timeouts run in real time; the cool-down is jumped over
     audit = tmp_path / "audit.jsonl"
-    args = ["--circuit-threshold", "2", "--circuit-timeout", "1", "--cmd-timeout", "0.3", "--audit-log", str(audit)]
+    args = ["--circuit-threshold", "2", "--circuit-timeout", "60", "--cmd-timeout", "0.3", "--audit-log", str(audit)]
     async with connect(*args, "--cmd", 'nap|"sleep {seconds}"', "--cmd", 'echo|"echo ok"') as client:
         for _ in range(2):  # timeouts at the operator's limit count
             timed_out = await client.call_tool("nap", {"seconds": "30"})
             assert (error_of(timed_out) or {}).get("code") == "timeout"
         refused = await client.call_tool("nap", {"seconds": "0"})
         other = await client.call_tool("echo", {})  # other tools are not affected
-        await trio.sleep(1.2)  # the cooldown, in real time: the server's breaker task is not on our clock
+        mock_clock.jump(60)  # the server runs in-process, on our clock
         probe = await client.call_tool("nap", {"seconds": "0"})
         after = await client.call_tool("nap", {"seconds": "0"})
     error = error_of(refused)
     assert error is not None
     assert error["code"] == "circuit_open"
-    assert 0 < error["retry_after_s"] <= 1
+    assert 59 < error["retry_after_s"] <= 60
     assert error_of(other) is None
     assert error_of(probe) is None
     assert error_of(after) is None

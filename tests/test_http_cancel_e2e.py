@@ -13,7 +13,7 @@ import pytest
 import trio
 
 from tests.conftest import PY_VIEW, processes_with, sleeper, until_gone
-from tests.netserver import run_server
+from tests.harness import serving
 from tests.test_http_e2e import HTTP, client
 
 STATES = pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
@@ -35,7 +35,7 @@ async def started(marker: str) -> None:
 async def test_a_call_the_client_cancels_stops_within_a_second(tmp_path: Path, mode: str, stateful: bool) -> None:
     marker = f"m-{uuid.uuid4().hex}"
     args = [*HTTP, *sleepy(marker, tmp_path), *(["--stateful"] if stateful else [])]
-    async with run_server(*args) as server, client(server.url, mode=mode) as c:
+    async with serving(*args) as server, client(server.url, mode=mode) as c:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(c.call_tool, "sleepy", {})
             await started(marker)
@@ -49,7 +49,7 @@ async def test_a_call_whose_connection_closes_stops_within_a_second(tmp_path: Pa
     marker = f"m-{uuid.uuid4().hex}"
     args = [*HTTP, *sleepy(marker, tmp_path), *(["--stateful"] if stateful else [])]
     headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"}
-    async with run_server(*args) as server, httpx2.AsyncClient(headers=headers) as h:
+    async with serving(*args) as server, httpx2.AsyncClient(headers=headers) as h:
         if stateful:
             init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
                     "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
@@ -80,7 +80,7 @@ async def test_a_client_cannot_cancel_another_clients_call(tmp_path: Path) -> No
     async def call_as_a(h: httpx2.AsyncClient, url: str) -> None:
         answers.append(await h.post(url, json=call, headers=a))
 
-    async with run_server(*args) as server, httpx2.AsyncClient(timeout=30) as h, trio.open_nursery() as nursery:
+    async with serving(*args) as server, httpx2.AsyncClient(timeout=30) as h, trio.open_nursery() as nursery:
         nursery.start_soon(call_as_a, h, server.url)
         await started(marker)
         assert (await h.post(server.url, json=cancel, headers=b)).status_code == 202

@@ -16,10 +16,13 @@ import h11
 import httpx2
 import pytest
 import trio
+import trio.testing
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from trio.testing import MockClock
 
 from tests.conftest import processes_with, until_gone
+from tests.harness import serving
 from tests.netserver import run_server
 
 HTTP = ["--transport", "streamable-http"]
@@ -39,7 +42,7 @@ async def client(url: str, token: str | None = None, mode: str = "auto", **http:
 @pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
 async def test_a_client_calls_tools_over_http(mode: str, stateful: bool) -> None:
     args = [*HTTP, *ECHO, *(["--stateful"] if stateful else [])]
-    async with run_server(*args) as server, client(server.url, mode=mode) as c:
+    async with serving(*args) as server, client(server.url, mode=mode) as c:
         tools = (await c.list_tools()).tools
         result = await c.call_tool("echo", {"message": "hello world"})
     assert [t.name for t in tools] == ["echo"]
@@ -48,7 +51,7 @@ async def test_a_client_calls_tools_over_http(mode: str, stateful: bool) -> None
 
 
 async def test_health_answers_without_auth_and_without_secrets() -> None:
-    async with run_server(*HTTP, *ECHO, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+    async with serving(*HTTP, *ECHO, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
         get = await h.get(server.base + "/health")
         head = await h.head(server.base + "/health")
     assert get.status_code == 200
@@ -63,7 +66,7 @@ async def test_bearer_auth_refuses_missing_and_wrong_tokens_and_audits_them(tmp_
     other = "second-token-" + "y" * 16
     tokens.write_text(f"# one token per line\n{other}\n\n")
     args = [*HTTP, *ECHO, "--auth-token-file", str(tokens), "--audit-log", str(audit)]
-    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+    async with serving(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
         async with httpx2.AsyncClient() as h:
             missing = await h.post(server.url, json={})
             wrong = await h.post(server.url, json={}, headers={"Authorization": "Bearer not-the-token-at-all"})
@@ -92,7 +95,7 @@ async def test_bearer_auth_refuses_missing_and_wrong_tokens_and_audits_them(tmp_
 @pytest.mark.parametrize("root", [[], ["--root-path", "/exec"]], ids=["root", "root-path"])
 async def test_oauth_metadata_is_not_found_so_clients_do_not_start_an_oauth_flow(root: list[str]) -> None:
     """RFC 9728 / RFC 8414 discovery after a 401 (Inspector v2 does it) finds nothing, before any auth."""
-    async with run_server(*HTTP, *ECHO, *root, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+    async with serving(*HTTP, *ECHO, *root, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
         prefix = server.base + "".join(root[1:])
         paths = ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp",
                  "/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]  # fmt: skip
@@ -109,7 +112,7 @@ async def test_browser_clients_get_cors_only_for_the_origins_given(cors: list[st
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18",
             "capabilities": {}, "clientInfo": {"name": "browser", "version": "1"}}}  # fmt: skip
     base = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {TOKEN}"}
-    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+    async with serving(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
         options = await h.options(server.url, headers=preflight)
         posted = await h.post(server.url, json=init, headers={**base, "origin": "https://app.example"})
         refused = await h.post(server.url, json=init, headers={"origin": "https://app.example"})
@@ -149,7 +152,7 @@ async def _response(stream: trio.SocketStream, conn: h11.Connection) -> h11.Resp
 
 
 async def test_a_refused_request_leaves_the_connection_usable_for_the_next() -> None:
-    async with run_server(*HTTP, *ECHO, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+    async with serving(*HTTP, *ECHO, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
         host, port = server.base.split("//")[1].rsplit(":", 1)
         stream = await trio.open_tcp_stream(host, int(port))
         conn = h11.Connection(h11.CLIENT)
@@ -173,7 +176,7 @@ async def test_a_refused_request_leaves_the_connection_usable_for_the_next() -> 
 
 async def test_repeated_auth_failures_are_rate_limited() -> None:
     args = [*HTTP, *ECHO, "--rate-limit-burst", "2", "--rate-limit-rps", "0.1"]
-    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
+    async with serving(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
         codes = [(await h.post(server.url, json={})).status_code for _ in range(4)]
     assert codes == [401, 401, 429, 429]
 
@@ -185,7 +188,7 @@ async def test_repeated_auth_failures_are_rate_limited() -> None:
 )
 async def test_foreign_origins_and_hosts_are_refused(headers: dict[str, str], status: int) -> None:
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    async with run_server(*HTTP, *ECHO) as server, httpx2.AsyncClient() as h:
+    async with serving(*HTTP, *ECHO) as server, httpx2.AsyncClient() as h:
         response = await h.post(server.url, json=body, headers={"Accept": "application/json, text/event-stream",
                                                                  **headers})  # fmt: skip
     assert response.status_code == status
@@ -195,7 +198,7 @@ async def test_allowed_hosts_and_origins_can_be_widened() -> None:
     args = [*HTTP, *ECHO, "--allowed-hosts", "mcp.example:*", "--allowed-origins", "https://app.example"]
     body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
     headers = {"Accept": "application/json, text/event-stream", "Origin": "https://app.example"}
-    async with run_server(*args) as server, httpx2.AsyncClient() as h:
+    async with serving(*args) as server, httpx2.AsyncClient() as h:
         ok = await h.post(server.url, json=body, headers={**headers, "Host": "mcp.example:443"})
         local = await h.post(server.url, json=body, headers=headers)
     assert ok.status_code == 200
@@ -207,7 +210,7 @@ async def test_a_foreign_host_is_refused_by_the_gate_before_the_sdk_reads_the_re
     # a body that is not JSON, before it looks at Host: the gate's 421 comes first, with the SDK's body.
     accept = {"Accept": "application/json, text/event-stream", "Host": "evil.example"}
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-    async with run_server(*HTTP, *ECHO, "--stateful") as server, httpx2.AsyncClient() as h:
+    async with serving(*HTTP, *ECHO, "--stateful") as server, httpx2.AsyncClient() as h:
         unknown = await h.post(server.url, json=body, headers={**accept, "mcp-session-id": "no-such-session"})
         plain = await h.post(server.url, content=b"{}", headers={**accept, "Content-Type": "text/plain"})
         stream = await h.get(server.url, headers={**accept, "mcp-session-id": "no-such-session"})
@@ -218,7 +221,7 @@ async def test_a_foreign_host_is_refused_by_the_gate_before_the_sdk_reads_the_re
 
 
 async def test_request_bodies_over_the_cap_are_refused() -> None:
-    async with run_server(*HTTP, *ECHO, "--max-request-bytes", "64K") as server, httpx2.AsyncClient() as h:
+    async with serving(*HTTP, *ECHO, "--max-request-bytes", "64K") as server, httpx2.AsyncClient() as h:
         big = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                "params": {"name": "echo", "arguments": {"message": "x" * 100_000}}}  # fmt: skip
         response = await h.post(server.url, json=big, headers={"Accept": "application/json, text/event-stream"})
@@ -230,7 +233,7 @@ async def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_pa
     for trusted in (True, False):
         audit = tmp_path / f"audit-{trusted}.jsonl"
         args = [*HTTP, *ECHO, "--audit-log", str(audit), *(["--forwarded-allow-ips", "127.0.0.0/8"] if trusted else [])]
-        async with run_server(*args) as server:
+        async with serving(*args) as server:
             forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
             async with client(server.url, headers=forwarded) as c:
                 await c.call_tool("echo", {"message": "x"})
@@ -239,7 +242,7 @@ async def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_pa
 
 
 async def test_a_root_path_prefix_serves_mcp_and_health_under_it() -> None:
-    async with run_server(*HTTP, *ECHO, "--root-path", "/exec") as server:
+    async with serving(*HTTP, *ECHO, "--root-path", "/exec") as server:
         assert server.url.endswith("/exec/mcp")
         async with httpx2.AsyncClient() as h:
             assert (await h.get(server.base + "/exec/health")).status_code == 200
@@ -256,7 +259,7 @@ async def test_tls_with_certfile_and_keyfile(tmp_path: Path) -> None:
          "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
         capture_stdout=True, capture_stderr=True,
     )  # fmt: skip
-    async with run_server(*HTTP, *ECHO, "--certfile", str(cert), "--keyfile", str(key)) as server:
+    async with serving(*HTTP, *ECHO, "--certfile", str(cert), "--keyfile", str(key)) as server:
         assert server.url.startswith("https://")
         async with client(server.url, verify=ssl.create_default_context(cafile=str(cert))) as c:
             result = await c.call_tool("echo", {"message": "secure"})
@@ -303,10 +306,13 @@ async def test_sigterm_lets_a_running_call_finish_within_the_grace(tmp_path: Pat
     assert refused.structured_content["error"]["code"] == "busy"
 
 
-async def test_sigterm_cancels_calls_that_outlast_the_grace_and_kills_them(tmp_path: Path) -> None:
+async def test_stopping_cancels_calls_that_outlast_the_grace_and_kills_them(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    mock_clock.rate = 1  # the server runs in real time, but the grace is jumped over
     marker = f"m-{uuid.uuid4().hex}"
-    args = [*HTTP, *slow_tool(tmp_path, marker, 300), "--shutdown-grace", "1"]
-    async with run_server(*args) as server:
+    args = [*HTTP, *slow_tool(tmp_path, marker, 300), "--shutdown-grace", "600"]
+    async with serving(*args) as server:
 
         async def doomed_call() -> None:
             try:
@@ -320,8 +326,10 @@ async def test_sigterm_cancels_calls_that_outlast_the_grace_and_kills_them(tmp_p
             with trio.fail_after(20):
                 while not processes_with(marker):  # noqa: ASYNC110 - polling another process
                     await trio.sleep(0.02)
-            server.proc.send_signal(signal.SIGTERM)
+            server.stopping.set()  # what SIGTERM does (test_server_e2e sends the real signal)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not server.done.is_set()  # the call still has its grace
+            mock_clock.jump(600)
             with trio.fail_after(10):
-                code = await server.proc.wait()
-    assert code == 0
+                await server.done.wait()
     await until_gone(marker)

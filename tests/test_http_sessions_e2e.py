@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx2
 import trio
 
-from tests.netserver import run_server
+from tests.harness import serving
 from tests.test_http_e2e import ECHO, HTTP, client
 
 STATEFUL = [*HTTP, *ECHO, "--stateful"]
@@ -28,7 +28,7 @@ async def health(h: httpx2.AsyncClient, base: str) -> dict[str, object]:
 
 
 async def test_an_idle_session_is_closed_after_the_idle_timeout() -> None:
-    async with run_server(*STATEFUL, "--session-idle-timeout", "0.5") as server, httpx2.AsyncClient() as h:
+    async with serving(*STATEFUL, "--session-idle-timeout", "0.5") as server, httpx2.AsyncClient() as h:
         opened = await open_session(h, server.url)
         session = opened.headers["mcp-session-id"]
         assert (await health(h, server.base))["sessions"] == 1
@@ -43,7 +43,7 @@ async def test_sessions_beyond_the_limit_are_refused_with_503_and_the_open_ones_
     audit = tmp_path / "audit.jsonl"
     args = [*STATEFUL, "--max-sessions", "2", "--rate-limit-rps", "0", "--audit-log", str(audit)]
     async with (
-        run_server(*args) as server,
+        serving(*args) as server,
         client(server.url, mode="legacy") as one,
         client(server.url, mode="legacy") as two,
         httpx2.AsyncClient() as h,
@@ -65,7 +65,7 @@ async def test_sessions_beyond_the_limit_are_refused_with_503_and_the_open_ones_
 
 async def test_opening_sessions_spends_the_clients_rate_limit() -> None:
     args = [*STATEFUL, "--rate-limit-rps", "0.5", "--rate-limit-burst", "2"]
-    async with run_server(*args) as server, httpx2.AsyncClient() as h:
+    async with serving(*args) as server, httpx2.AsyncClient() as h:
         answers = [await open_session(h, server.url) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[2].json()["error"]["data"]["code"] == "rate_limited"
@@ -76,7 +76,7 @@ async def test_a_session_answers_only_the_token_that_opened_it(tmp_path: Path) -
     tokens = tmp_path / "tokens"
     a, b = "token-of-a-" + "a" * 16, "token-of-b-" + "b" * 16
     tokens.write_text(f"{a}\n{b}\n")
-    async with run_server(*STATEFUL, "--auth-token-file", str(tokens)) as server, httpx2.AsyncClient() as h:
+    async with serving(*STATEFUL, "--auth-token-file", str(tokens)) as server, httpx2.AsyncClient() as h:
         opened = await open_session(h, server.url, authorization=f"Bearer {a}")
         session = {**HEADERS, "mcp-session-id": opened.headers["mcp-session-id"]}
         stolen = await h.post(server.url, json=LIST, headers={**session, "authorization": f"Bearer {b}"})

@@ -23,7 +23,7 @@ import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import PY_VIEW, assert_gone, connect, processes_with, server_params, sleeper
+from tests.conftest import PY_VIEW, assert_gone, connect_process, processes_with, server_params, sleeper
 from tests.netserver import run_server
 
 PY = sys.executable
@@ -118,7 +118,7 @@ def _port(listener: trio.SocketListener) -> int:
 async def test_an_interpreter_with_the_policy_bypassed_reaches_nothing_of_the_host(root: Path, layer: str) -> None:
     marker = f"/tmp/trio-exec-marker-{uuid.uuid4().hex}"
     listener = await _listener()
-    async with connect(*python_tool(root), env=server_env(layer)) as client:
+    async with connect_process(*python_tool(root), env=server_env(layer)) as client:
         (pid,) = [p for p in processes_with(str(root / "py.toml")) if _ppid(p) == os.getpid()]
         argv = [str(pid), str(root / "outside"), str(root / "tokens"), str(_port(listener)), marker]
         code = f"import sys; sys.argv[1:] = {argv!r}\n" + ATTACK
@@ -147,7 +147,7 @@ async def test_an_interpreter_with_the_policy_bypassed_reaches_nothing_of_the_ho
 async def test_shell_execute_file_operands_cannot_reach_outside_the_base(root: Path, layer: str) -> None:
     marker = f"/tmp/trio-exec-marker-{uuid.uuid4().hex}"
     args = ["--base-path", str(root / "base"), "--allow-commands", "cat,touch,ls"]
-    async with connect(*args, env=server_env(layer)) as client:
+    async with connect_process(*args, env=server_env(layer)) as client:
         reads = [await client.call_tool("shell_execute", {"command": ["cat", path]})
                  for path in ("/etc/shadow", str(root / "outside" / "secret.txt"), str(root / "tokens"))]  # fmt: skip
         touch = await client.call_tool("shell_execute", {"command": ["touch", marker, str(root / "outside" / "t")]})
@@ -177,7 +177,7 @@ async def test_a_daemon_holding_the_pipes_does_not_hold_the_call(root: Path, lay
     )
     marker = f"m-{uuid.uuid4().hex}"
     code = code.replace("time.sleep(300)'", f"time.sleep(300)', {marker!r}")
-    async with connect(*python_tool(root), env={"MCP_EXEC_SANDBOX": layer}) as client:
+    async with connect_process(*python_tool(root), env={"MCP_EXEC_SANDBOX": layer}) as client:
         with trio.fail_after(20):
             result = await client.call_tool("py", {"code": code, "timeout": 30})
         c = content(result)
@@ -196,7 +196,7 @@ async def test_a_sandbox_stopped_while_it_sets_up_leaves_no_process(root: Path) 
     ]
     (root / "setup.toml").write_text("".join(tools))
     args = ["--allow-dangerous", "--config", str(root / "setup.toml"), "--circuit-threshold", "1000", *PY_VIEW]
-    async with connect(*args) as client:
+    async with connect_process(*args) as client:
         for ms in [*range(2, 61, 2)] * 2:
             assert content(await client.call_tool(f"t{ms}", {}))["timed_out"]
         await trio.to_thread.run_sync(assert_gone, marker, 2.0)  # while the server still runs
@@ -265,9 +265,9 @@ async def test_network_is_off_unless_the_tool_asks_for_it(root: Path, layer: str
     listener = await _listener()
     code = f"import socket; socket.create_connection(('127.0.0.1', {_port(listener)}), timeout=2).close(); print('ok')"
     env = {"MCP_EXEC_SANDBOX": layer}
-    async with connect(*python_tool(root), env=env) as client:
+    async with connect_process(*python_tool(root), env=env) as client:
         off = content(await client.call_tool("py", {"code": code}))
-    async with connect(*python_tool(root, network=True), env=env) as client:
+    async with connect_process(*python_tool(root, network=True), env=env) as client:
         on = content(await client.call_tool("py", {"code": code}))
     await listener.aclose()
     assert off["exit_code"] != 0
@@ -282,10 +282,10 @@ async def test_a_read_only_tool_cannot_write_its_base_and_extra_paths_are_shown(
     write = "open('x.txt', 'w').write('x')"
     read = f"print(open({str(extra / 'data.txt')!r}).read(), end='')"
     env = {"MCP_EXEC_SANDBOX": layer}
-    async with connect(*python_tool(root, writable=False), env=env) as client:
+    async with connect_process(*python_tool(root, writable=False), env=env) as client:
         ro = content(await client.call_tool("py", {"code": write}))
         hidden = content(await client.call_tool("py", {"code": read}))
-    async with connect(*python_tool(root), "--sandbox-ro", str(extra), env=env) as client:
+    async with connect_process(*python_tool(root), "--sandbox-ro", str(extra), env=env) as client:
         shown = content(await client.call_tool("py", {"code": read}))
         no_write = content(await client.call_tool("py", {"code": f"open({str(extra / 'y')!r}, 'w')"}))
     assert ro["exit_code"] != 0
@@ -307,7 +307,7 @@ async def test_each_call_has_private_scratch_space_that_is_gone_afterwards(root:
         "except OSError as e:\n    beside = type(e).__name__\n"
         "print(json.dumps([folder, open(os.path.join(folder, 'scratch.txt')).read(), beside]))"
     )
-    async with connect(*python_tool(root), env={"MCP_EXEC_SANDBOX": layer}) as client:
+    async with connect_process(*python_tool(root), env={"MCP_EXEC_SANDBOX": layer}) as client:
         first = content(await client.call_tool("py", {"code": code}))
         second = content(await client.call_tool("py", {"code": code}))
     assert first["exit_code"] == 0, first["stderr"]
@@ -344,7 +344,7 @@ async def test_the_servers_own_files_are_hidden_even_inside_the_base(root: Path,
         assert done.returncode == 2
         assert "outside the base path" in done.stderr.decode()
         return
-    async with connect(*args, env=env) as client:
+    async with connect_process(*args, env=env) as client:
         await client.call_tool("py", {"code": "print(1)"})  # something in the audit log
         c = content(await client.call_tool("py", {"code": code}))
     assert c["exit_code"] == 0, c["stderr"]
@@ -374,7 +374,7 @@ async def test_no_capabilities_no_new_namespaces_and_the_seccomp_filter_is_on(ro
         "    except OSError as e:\n        out[path] = e.strerror\n"
         "print(json.dumps(out))"
     )
-    async with connect(*python_tool(root), env={"MCP_EXEC_SANDBOX": layer}) as client:
+    async with connect_process(*python_tool(root), env={"MCP_EXEC_SANDBOX": layer}) as client:
         c = content(await client.call_tool("py", {"code": code}))
     assert c["exit_code"] == 0, c["stderr"]
     found = json.loads(c["stdout"])

@@ -28,6 +28,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import processes_with, server_params, until_gone
+from tests.harness import serving
 from tests.netserver import run_server
 
 HTTP = ["--transport", "streamable-http"]
@@ -73,7 +74,7 @@ async def test_one_client_cannot_open_a_tools_circuit_for_another_over_http(tmp_
     args = [*HTTP, "--auth-token-file", str(tokens), "--audit-log", str(audit), "--circuit-threshold", "2",
             "--cmd-timeout", "0.3", "--max-output-bytes", "1000", "--cmd", 'nap|"sleep {seconds}"',
             "--cmd", 'flood|"yes"']  # fmt: skip
-    async with run_server(*args) as server:
+    async with serving(*args) as server:
         async with http_client(server.url, TOKEN_A) as mallory:
             chosen = []
             for _ in range(3):  # what the client chose counts for nothing: tiny timeouts, floods
@@ -205,7 +206,7 @@ async def test_sigterm_on_websocket_refuses_new_calls_and_answers_the_running_on
 
 async def test_an_unwritable_audit_log_fails_closed_with_one_log_line() -> None:
     args = [*HTTP, "--audit-log", "/dev/full", "--cmd", 'echo|"echo {message}"']
-    async with run_server(*args) as server, httpx2.AsyncClient() as h:
+    async with serving(*args) as server, httpx2.AsyncClient() as h:
         async with http_client(server.url) as c:
             first = await c.call_tool("echo", {"message": "1"})  # ran; its record is the first one lost
             refused = [await c.call_tool("echo", {"message": str(i)}) for i in range(3)]
@@ -222,7 +223,7 @@ async def test_an_unwritable_audit_log_fails_closed_with_one_log_line() -> None:
 
 async def test_an_unwritable_audit_log_with_fail_open_runs_calls_and_warns_once() -> None:
     args = [*HTTP, "--audit-log", "/dev/full", "--audit-fail", "open", "--cmd", 'echo|"echo {message}"']
-    async with run_server(*args) as server, httpx2.AsyncClient() as h:
+    async with serving(*args) as server, httpx2.AsyncClient() as h:
         async with http_client(server.url) as c:
             results = [await c.call_tool("echo", {"message": str(i)}) for i in range(3)]
         health = await h.get(server.base + "/health")

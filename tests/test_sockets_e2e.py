@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.harness import serving
 from tests.netserver import run_server
 
 BURST = 1000
@@ -89,7 +90,7 @@ def _answered(status_line: str) -> bool:
 async def test_a_burst_of_a_thousand_connections_gets_a_thousand_answers(
     transport: str, request_bytes: bytes, expected: str
 ) -> None:
-    async with run_server("--transport", transport, *ECHO) as server:
+    async with serving("--transport", transport, *ECHO) as server:
         outcomes = await _burst(*_host_port(server.base), request_bytes)
     assert len(outcomes) == BURST, f"{BURST - len(outcomes)} of {BURST} connections got no answer in 8 s"
     unanswered = [line for line, _ in outcomes if not _answered(line)]
@@ -145,7 +146,7 @@ async def _health(host: str, port: int) -> str:
 
 async def test_an_http_client_that_never_reads_a_large_result_is_dropped(tmp_path: Path) -> None:
     audit = tmp_path / "audit.jsonl"
-    async with run_server("--transport", "streamable-http", *BIG, "--audit-log", str(audit)) as server:
+    async with serving("--transport", "streamable-http", *BIG, "--audit-log", str(audit)) as server:
         host, port = _host_port(server.base)
         async with await _tiny_window_stream(host, port) as stuck:
             body = CALL.encode()
@@ -171,7 +172,7 @@ def _frame(text: str) -> bytes:
 
 async def test_a_websocket_client_that_never_reads_a_large_result_is_dropped(tmp_path: Path) -> None:
     audit = tmp_path / "audit.jsonl"
-    async with run_server("--transport", "websocket", *BIG, "--audit-log", str(audit)) as server:
+    async with serving("--transport", "websocket", *BIG, "--audit-log", str(audit)) as server:
         host, port = _host_port(server.base)
         async with await _tiny_window_stream(host, port) as stuck:
             await stuck.send_all(UPGRADE)

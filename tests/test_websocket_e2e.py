@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio_websocket
 
+from tests.harness import serving
 from tests.malformed import CASES, INITIALIZED, echo_call
 from tests.netserver import run_server
 
@@ -48,7 +49,7 @@ async def rpc(ws: trio_websocket.WebSocketConnection, message: dict[str, Any]) -
 
 
 async def test_a_session_lists_and_calls_tools_one_message_per_frame() -> None:
-    async with run_server(*WS) as server:
+    async with serving(*WS) as server:
         assert server.url.startswith("ws://")
         assert server.url.endswith("/mcp")
         async with trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as ws:
@@ -69,7 +70,7 @@ async def test_a_session_lists_and_calls_tools_one_message_per_frame() -> None:
 async def test_the_bearer_token_is_required_in_the_handshake(tmp_path: Any) -> None:
     audit = tmp_path / "audit.jsonl"
     args = [*WS, "--audit-log", str(audit)]
-    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+    async with serving(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
         with pytest.raises(trio_websocket.ConnectionRejected) as caught:
             async with trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]):
                 pass
@@ -88,7 +89,7 @@ async def test_clients_that_cannot_send_headers_give_the_token_in_the_url_or_a_s
     (RFC 6750) and a ``bearer.<token>`` subprotocol work instead, are checked alike, and are never logged."""
     audit = tmp_path / "audit.jsonl"
     args = [*WS, "--audit-log", str(audit), "--log-level", "debug"]
-    async with run_server(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
+    async with serving(*args, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server:
         accepted = []
         for url, protocols in [
             (f"{server.url}?access_token={TOKEN}", ["mcp"]),
@@ -124,7 +125,7 @@ async def test_clients_that_cannot_send_headers_give_the_token_in_the_url_or_a_s
 async def test_handshakes_that_break_a_rule_are_rejected(
     path: str, headers: list[tuple[bytes, bytes]], protocols: list[str], status: int
 ) -> None:
-    async with run_server(*WS) as server:
+    async with serving(*WS) as server:
         url = server.base + path
         with pytest.raises(trio_websocket.ConnectionRejected) as caught:
             async with trio_websocket.open_websocket_url(url, subprotocols=protocols, extra_headers=headers):
@@ -140,7 +141,7 @@ async def test_the_handshakes_host_is_checked(host: bytes, status: bytes) -> Non
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         b"Sec-WebSocket-Protocol: mcp\r\n\r\n"
     )
-    async with run_server(*WS) as server:
+    async with serving(*WS) as server:
         address, _, port = server.base.split("://", 1)[1].rpartition(":")
         with trio.fail_after(10):
             async with await trio.open_tcp_stream(address, int(port)) as stream:
@@ -159,7 +160,7 @@ async def test_malformed_input_is_answered_and_the_session_goes_on(
     data: bytes, code: int | None, request_id: object
 ) -> None:
     async with (
-        run_server(*WS) as server,
+        serving(*WS) as server,
         trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as ws,
     ):
         assert "result" in await rpc(ws, INIT)
@@ -178,7 +179,7 @@ async def test_malformed_input_is_answered_and_the_session_goes_on(
 async def test_a_message_over_the_size_limit_closes_the_connection() -> None:
     big = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "y" * 10_000}})
     async with (
-        run_server(*WS, "--max-request-bytes", "4K") as server,
+        serving(*WS, "--max-request-bytes", "4K") as server,
         trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"]) as ws,
     ):
         await ws.send_message(big)

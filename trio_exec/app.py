@@ -21,7 +21,7 @@ from trio_exec.sandbox import Sandbox
 from trio_exec.server import Service, build_server
 from trio_exec.tools import Tool
 from trio_exec.transports.replies import FLUSH_S, Replies
-from trio_exec.transports.stdio import serve_stdio
+from trio_exec.transports.stdio import Wire, serve_stdio
 
 
 async def _watch_signals(
@@ -58,15 +58,25 @@ async def _stop_stdio(service: Service, replies: Replies, stopping: trio.Event, 
     app_scope.cancel()
 
 
-async def serve(service: Service, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-    """Serve until the client goes away (stdio) or a signal asks us to stop; reports where."""
+async def serve(
+    service: Service,
+    *,
+    wire: Wire | None = None,
+    stopping: trio.Event | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until the client goes away (stdio) or a signal asks us to stop; reports where.
+
+    ``wire`` replaces stdin/stdout for stdio; setting ``stopping`` is what a first SIGINT/SIGTERM does (an
+    embedding or a test stops the server through it, as a signal would).
+    """
     server = build_server(service)
-    stopping = trio.Event()
+    stopping = trio.Event() if stopping is None else stopping
     graceful = service.settings.transport != "stdio"
     async with trio.open_nursery() as nursery:
         await nursery.start(_watch_signals, stopping, nursery.cancel_scope, graceful)
         await nursery.start(service.guards.breaker_task)
-        where = await nursery.start(_transport, server, service, stopping, nursery.cancel_scope)
+        where = await nursery.start(_transport, server, service, stopping, nursery.cancel_scope, wire)
         logger.info("serving {} tool(s) on {}", len(service.tools), where)
         task_status.started(where)
 
@@ -76,6 +86,7 @@ async def _transport(
     service: Service,
     stopping: trio.Event,
     app_scope: trio.CancelScope,
+    wire: Wire | None,
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -85,7 +96,7 @@ async def _transport(
         replies = Replies()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_stdio, service, replies, stopping, app_scope)
-            await serve_stdio(server, replies, task_status=task_status)
+            await serve_stdio(server, replies, wire=wire, task_status=task_status)
             nursery.cancel_scope.cancel()
         logger.info("the client went away (stdin or stdout closed), shutting down")
     elif s.transport == "streamable-http":
@@ -143,7 +154,10 @@ def run(settings: Settings, tools: list[Tool], warnings: list[str], box: Sandbox
     for w in warnings:
         logger.warning(w)
     # An empty private HOME for shell_execute: no planted ~/.gitconfig reaches its commands.
-    with private_dir("trio-exec-home-") as home:
-        trio.run(serve, compose.build_service(settings, tools, audit, box, private_home=home))
+    try:
+        with private_dir("trio-exec-home-") as home:
+            trio.run(serve, compose.build_service(settings, tools, audit, box, private_home=home))
+    finally:
+        audit.close()
     logger.info("stopped")
     return 0

@@ -52,22 +52,29 @@ def _scrubber(secrets: Sequence[str]) -> Any:
     return patch
 
 
-def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
-    """Send every log line to stderr at ``level``; ``secrets`` never appear in any line."""
-    logger.remove()
+def log_to(sink: Any, level: str, fmt: str = "text", secrets: Iterable[str] = ()) -> int:
+    """Send log lines at ``level`` to ``sink`` (a stream or a callable); ``secrets`` never appear in any line.
+
+    Returns loguru's handler id. The scrubbing patcher is process-wide: it applies to every handler.
+    """
     logger.configure(patcher=_scrubber([s for s in secrets if s]))
     # No locals in tracebacks, ever: loguru's diagnose mode prints every frame's variables (argument values,
     # secrets among them), and backtrace adds the frames above the catch point.
     if fmt == "json":
-        logger.add(sys.stderr, level=_LEVELS[level], serialize=True, diagnose=False, backtrace=False)
-    else:
-        logger.add(
-            sys.stderr,
-            level=_LEVELS[level],
-            format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} {message}",
-            diagnose=False,
-            backtrace=False,
-        )
+        return logger.add(sink, level=_LEVELS[level], serialize=True, diagnose=False, backtrace=False)
+    return logger.add(
+        sink,
+        level=_LEVELS[level],
+        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} {message}",
+        diagnose=False,
+        backtrace=False,
+    )
+
+
+def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+    """Send every log line (ours and the SDK's) to stderr at ``level``; ``secrets`` never appear in any line."""
+    logger.remove()
+    log_to(sys.stderr, level, fmt, secrets)
     sdk_level = logging.DEBUG if level in ("trace", "debug") else logging.WARNING
     logging.basicConfig(handlers=[_ToLoguru()], level=sdk_level, force=True)
 
@@ -139,6 +146,12 @@ class Audit:
             except OSError as e:
                 self._lost(e)
                 self.lost = 0
+
+    def close(self) -> None:
+        """Close the file (at the server's end; a record after it would open it again)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def record(self, event: str, **fields: Any) -> bool:
         """Write one record: ``event`` (``call``, ``auth_failure``, ``breaker``) plus ``fields``; False if lost."""

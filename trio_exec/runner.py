@@ -157,14 +157,15 @@ _LIVE: set[int] = set()  # pids of started processes not reaped yet: never taken
 _ADOPTING = False  # the server is the subreaper of its commands (adopt_orphans): their orphans are its children
 
 
-def adopt_orphans() -> bool:
+def adopt_orphans(adopt: bool = True) -> bool:
     """Make this process the subreaper of every command it starts, so each call kills what escaped its group.
 
     Only a server calls this: any other child of the process (a test's own subprocess) would be taken for
-    an orphan. True if the kernel agreed.
+    an orphan. True if the kernel agreed. ``adopt=False`` stops taking orphans (a server that ran inside a
+    longer-lived process, as a test does, has ended); the process stays a subreaper.
     """
-    global _ADOPTING  # one switch for the process's life, set once at start-up
-    _ADOPTING = procfs.set_subreaper()
+    global _ADOPTING  # one switch for the process, set at start-up
+    _ADOPTING = procfs.set_subreaper() if adopt else False
     return _ADOPTING
 
 

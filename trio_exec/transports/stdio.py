@@ -97,12 +97,21 @@ def _claim_wire() -> Iterator[tuple[int, int]]:
         os.close(saved_out)
 
 
+Wire = tuple[trio.abc.ReceiveStream, trio.abc.SendStream]
+
+
 async def serve_stdio(
-    server: Server[Any], replies: Replies | None = None, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    server: Server[Any],
+    replies: Replies | None = None,
+    *,
+    wire: Wire | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve one client on stdin/stdout until stdin reaches EOF, stdout breaks, or we are cancelled.
 
     ``replies`` learns each request read and each answer written (for a shutdown that answers them all).
+    ``wire`` replaces stdin/stdout (an embedding, or a test serving in-process over a socket pair): the
+    same framing, and the process's own fds are left alone.
     """
     replies = replies or Replies()
     incoming_tx, incoming_rx = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -138,13 +147,16 @@ async def serve_stdio(
                     return
                 replies.written(message.message)
 
-    with _claim_wire() as (wire_in, wire_out):
-        async with (
-            trio.lowlevel.FdStream(wire_in) as rx,
-            trio.lowlevel.FdStream(wire_out) as tx,
-            trio.open_nursery() as nursery,
-        ):
+    async def serve(rx: trio.abc.ReceiveStream, tx: trio.abc.SendStream) -> None:
+        async with trio.open_nursery() as nursery:
             nursery.start_soon(pump_in, rx)
             nursery.start_soon(pump_out, tx, nursery.cancel_scope)
             task_status.started("stdio")
             await server.run(incoming_rx, outgoing_tx, server.create_initialization_options())
+
+    if wire is not None:
+        await serve(*wire)
+        return
+    with _claim_wire() as (wire_in, wire_out):
+        async with trio.lowlevel.FdStream(wire_in) as rx, trio.lowlevel.FdStream(wire_out) as tx:
+            await serve(rx, tx)
