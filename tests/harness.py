@@ -37,7 +37,8 @@ from trio_exec.audit import Audit, log_to
 from trio_exec.cli import detect_sandbox, load_settings
 from trio_exec.private_dirs import private_dir
 from trio_exec.server import Service
-from trio_exec.transports.stdio import Wire, encode, read_lines
+from trio_exec.transports.framing import encode
+from trio_exec.transports.stdio import Wire, read_lines
 
 
 @attrs.define

@@ -9,7 +9,8 @@ Read from the source with ``ast`` (no import runs). The contracts:
   text, paths), which imports only itself;
 - only the **runner** starts processes (``subprocess``, ``os.system``/``popen``/``exec*``/``spawn*``/``fork``);
 - only the **CLI** reads the process environment (``os.environ``, ``os.getenv``);
-- the **transports** never import the runner.
+- the **transports** never import the runner, nor one another: what they share (the gate, the JSON-RPC
+  framing, the reply tracking, the socket settings) lives in modules of its own.
 
 ``KNOWN`` lists the breaks today's layout still has, each with the step that removes it (issue 13, the
 redesign); an entry that no longer breaks its contract fails the test, so the list only shrinks.
@@ -33,6 +34,7 @@ PURE = {
 DATA = {"config", "errors"}
 VOCABULARY = {"values", "regexes", "text", "paths"}
 IMPURE_LIBRARIES = {"trio", "anyio", "mcp", "mcp_types", "hypercorn", "trio_websocket", "starlette", "subprocess"}
+TRANSPORTS = {"transports.stdio", "transports.http", "transports.websocket"}
 EDGES = {"runner", "server", "results", "compose", "app", "admission", "inflight", "cli", "doctor", "transports"}
 SPAWNING = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
     f"{verb}{suffix}" for verb in ("exec", "spawn") for suffix in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
@@ -59,8 +61,8 @@ def imports(tree: ast.Module) -> set[str]:
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
-            if node.module == "trio_exec":
-                names |= {f"trio_exec.{a.name}" for a in node.names}
+            if node.module.split(".")[0] == "trio_exec":  # the names may be modules: ``from trio_exec.x import y``
+                names |= {f"{node.module}.{a.name}" for a in node.names}
     return {n.removeprefix("trio_exec.") for n in names}
 
 
@@ -91,6 +93,9 @@ def breaks(name: str, tree: ast.Module) -> Iterator[tuple[str, str]]:
         yield "reads the environment", name
     if name.startswith("transports.") and "runner" in imported:
         yield "transport imports the runner", name
+    if name in TRANSPORTS:
+        for what in sorted(imported & (TRANSPORTS - {name})):
+            yield "transport imports another transport", what
 
 
 def found_breaks() -> dict[tuple[str, str], str]:
@@ -125,6 +130,12 @@ def test_every_known_break_still_exists_so_the_list_only_shrinks() -> None:
         ("server", "import os\nos.execvp('sh', ['sh'])\n", "spawns"),
         ("audit", "import os\nx = os.environ.get('X')\n", "reads the environment"),
         ("transports.stdio", "from trio_exec.runner import KILL_GRACE_S\n", "transport imports the runner"),
+        (
+            "transports.websocket",
+            "from trio_exec.transports.stdio import encode\n",
+            "transport imports another transport",
+        ),
+        ("transports.http", "from trio_exec.transports import websocket\n", "transport imports another transport"),
     ],
 )
 def test_each_contract_catches_its_break(name: str, source: str, contract: str) -> None:

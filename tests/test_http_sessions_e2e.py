@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx2
 import trio
+import trio.testing
+from trio.testing import MockClock
 
 from tests.harness import serving
 from tests.test_http_e2e import ECHO, HTTP, client
@@ -27,14 +29,19 @@ async def health(h: httpx2.AsyncClient, base: str) -> dict[str, object]:
     return answer
 
 
-async def test_an_idle_session_is_closed_after_the_idle_timeout() -> None:
-    async with serving(*STATEFUL, "--session-idle-timeout", "0.5") as server, httpx2.AsyncClient() as h:
+async def test_an_idle_session_is_closed_after_the_idle_timeout(mock_clock: MockClock) -> None:
+    mock_clock.rate = 1  # the server runs in real time; the idle time is jumped over
+    async with serving(*STATEFUL, "--session-idle-timeout", "600") as server, httpx2.AsyncClient() as h:
         opened = await open_session(h, server.url)
         session = opened.headers["mcp-session-id"]
+        await trio.testing.wait_all_tasks_blocked()  # the request is over: the idle time starts
+        mock_clock.jump(590)
+        await trio.testing.wait_all_tasks_blocked()
         assert (await health(h, server.base))["sessions"] == 1
+        mock_clock.jump(20)
         with trio.fail_after(10):
-            while (await health(h, server.base))["sessions"] != 0:  # noqa: ASYNC110 - another process: no event
-                await trio.sleep(0.1)
+            while (await health(h, server.base))["sessions"] != 0:  # noqa: ASYNC110 - the SDK's sweep: no event
+                await trio.sleep(0.01)
         gone = await h.post(server.url, json=LIST, headers={**HEADERS, "mcp-session-id": session})
     assert gone.status_code == 404
 

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import mcp_types as types
 import pydantic_core
+from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
 
@@ -28,6 +29,11 @@ class Malformed:
 
     reply: types.JSONRPCError | None
     reason: str
+
+
+def encode(message: SessionMessage) -> bytes:
+    """One message as UTF-8 JSON bytes (no intermediate ``str``)."""
+    return types.jsonrpc_message_adapter.dump_json(message.message, by_alias=True, exclude_unset=True)
 
 
 def error(code: int, message: str, request_id: types.RequestId | None = None) -> types.JSONRPCError:

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import re
-import socket
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -36,12 +35,13 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
-from trio_exec import __version__, memory
+from trio_exec import __version__
 from trio_exec.config import KILL_GRACE_S, Settings
 from trio_exec.inflight import CALLS, CLIENT_KEY, OWNER, owner_of
 from trio_exec.server import Service
 from trio_exec.transports.gate import Gate, Refused, bearer, header, peer_key
 from trio_exec.transports.replies import FLUSH_S
+from trio_exec.transports.sockets import report_drop, set_write_timeout
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -379,26 +379,6 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
     front = Front(sdk_app, service, gate, count)
     app: ASGIApp = with_cors(front, s.cors_origins) if s.cors_origins else front
     return TrustedProxies(app, s.forwarded_allow_ips), front
-
-
-def set_write_timeout(sock: socket.socket | trio.socket.SocketType, seconds: float) -> None:
-    """``TCP_USER_TIMEOUT`` on a listening socket (accepted sockets inherit it on Linux).
-
-    The kernel then aborts a connection whose sent data stays unacknowledged that long, a peer that
-    stopped reading (zero-window probes without progress) included: what it would have held unsent
-    is freed, and the server's blocked write fails (``ETIMEDOUT``). 0 leaves the kernel default.
-    """
-    if seconds > 0 and sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_USER_TIMEOUT"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, round(seconds * 1000)))
-
-
-def report_drop(service: Service, transport: str, peer: str) -> None:
-    """A connection the kernel dropped because its peer read nothing for ``--write-timeout``: log and audit."""
-    memory.reclaim_soon()  # its reply is garbage in reference cycles now: give the memory back
-    limit = service.settings.write_timeout_s
-    logger.warning("dropped the connection of {}: it read nothing for {:g}s (--write-timeout)", peer, limit)
-    service.audit.record("connection_dropped", transport=transport, client=peer, reason="write_timeout",
-                         write_timeout_s=limit)  # fmt: skip
 
 
 class _Config(Config):

@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
-import mcp_types as types
 import trio
 from loguru import logger
 from mcp.server.lowlevel.server import Server
@@ -72,11 +71,6 @@ async def read_lines(stream: trio.abc.ReceiveStream) -> AsyncIterator[bytes | No
                 yield bytes(buf[start:])
             return
         buf += chunk
-
-
-def encode(message: SessionMessage) -> bytes:
-    """One message as UTF-8 JSON bytes (no intermediate ``str``)."""
-    return types.jsonrpc_message_adapter.dump_json(message.message, by_alias=True, exclude_unset=True)
 
 
 @contextmanager
@@ -132,7 +126,7 @@ async def serve_stdio(
     async def pump_out(tx: trio.abc.SendStream, done: trio.CancelScope) -> None:
         async with outgoing_rx:
             async for message in outgoing_rx:
-                data = encode(message)
+                data = framing.encode(message)
                 try:
                     if len(data) < _CHUNK:
                         await tx.send_all(data + b"\n")

@@ -32,9 +32,8 @@ from trio_exec.config import KILL_GRACE_S
 from trio_exec.server import CLIENT, Service
 from trio_exec.transports import framing
 from trio_exec.transports.gate import Admitted, Gate, Refused, bearer, header, peer_key, split_bind
-from trio_exec.transports.http import report_drop, set_write_timeout
 from trio_exec.transports.replies import FLUSH_S, Replies
-from trio_exec.transports.stdio import encode
+from trio_exec.transports.sockets import report_drop, set_write_timeout
 
 SUBPROTOCOL = "mcp"
 
@@ -138,7 +137,7 @@ async def _session(
             async for message in out_rx:
                 started = trio.current_time()
                 try:
-                    await ws.send_message(encode(message).decode("utf-8"))
+                    await ws.send_message(framing.encode(message).decode("utf-8"))
                 except trio_websocket.ConnectionClosed as closed:
                     # A write blocked for the whole --write-timeout, then an abnormal closure: the kernel
                     # dropped a peer that stopped reading (TCP_USER_TIMEOUT).
