@@ -126,16 +126,20 @@ async def test_progress_is_reported_every_interval_while_a_command_runs(mock_clo
             await trio.testing.wait_all_tasks_blocked()
             with pytest.raises(trio.WouldBlock):
                 rx.receive_nowait()  # nothing before the first interval has passed
-            with trio.fail_after(30):
-                while len(reports) < 3 or reports[-1][1] is None:  # until the printed line was read
+            with trio.fail_after(600):  # on the mock clock: each report is another interval jumped
+                while len(reports) < 3 or reports[-1][1] != "tick":  # until the printed line was read
                     mock_clock.jump(PROGRESS_INTERVAL_S)
                     reports.append(await rx.receive())
+                    await trio.sleep(0.01)  # (real time: the server reads the command's output meanwhile)
             nursery.cancel_scope.cancel()
         await until_gone(marker)
     progress = [p for p, _ in reports]
     assert progress == sorted(progress)
     assert progress[0] >= PROGRESS_INTERVAL_S
-    assert reports[-1][1] == "tick"
+    messages = [m or "" for _, m in reports]
+    first = messages.index("tick")  # the latest output line, once there is one; before it, the time so far
+    assert all(m.startswith("running for ") for m in messages[:first])
+    assert set(messages[first:]) == {"tick"}
 
 
 async def test_the_server_environment_never_reaches_a_command(tmp_path: Path) -> None:
