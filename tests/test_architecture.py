@@ -9,6 +9,8 @@ Read from the source with ``ast`` (no import runs). The contracts:
   text, paths), which imports only itself;
 - only the **runner** starts processes (``subprocess``, ``os.system``/``popen``/``exec*``/``spawn*``/``fork``);
 - only the **CLI** reads the process environment (``os.environ``, ``os.getenv``);
+- nothing reaches into another object's private attributes (``x._name``, ``getattr(x, "_name")``; ``self``
+  and ``cls`` are one's own, ``os._exit`` is public API): a library's privates change without notice;
 - the **transports** never import the runner, nor one another: what they share (the gate, the JSON-RPC
   framing, the reply tracking, the socket settings) lives in modules of its own.
 
@@ -41,7 +43,12 @@ SPAWNING = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"}
 }
 KNOWN = {
     ("spawns", "sandbox"): "start-up probes (bwrap --version, a test sandbox): move them behind the runner",
+    # No public accessor exists for these; the tests that would see a change: test_websocket_e2e (the Host
+    # rule), test_http_sessions_e2e (the session count in /health and the 503 at --max-sessions).
+    ("private attribute", "transports.websocket"): "request._event.host: wsproto drops Host from the headers",
+    ("private attribute", "transports.http"): "the SDK session manager's _server_instances: the open sessions",
 }
+PUBLIC_UNDERSCORED = {("os", "_exit")}
 
 
 def modules() -> dict[str, ast.Module]:
@@ -75,6 +82,27 @@ def _is_os_attribute(node: ast.AST, names: set[str]) -> bool:
     )
 
 
+def _private_attribute(node: ast.AST) -> bool:
+    """``x._name`` or ``getattr(x, "_name")`` where ``x`` is not ``self``/``cls`` (dunders are public)."""
+    if isinstance(node, ast.Attribute):
+        owner, attr = node.value, node.attr
+    elif (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("getattr", "setattr")
+        and len(node.args) > 1
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+    ):
+        owner, attr = node.args[0], node.args[1].value
+    else:
+        return False
+    if not attr.startswith("_") or attr.startswith("__"):
+        return False
+    own = isinstance(owner, ast.Name) and (owner.id in ("self", "cls") or (owner.id, attr) in PUBLIC_UNDERSCORED)
+    return not own
+
+
 def breaks(name: str, tree: ast.Module) -> Iterator[tuple[str, str]]:
     """(contract, what) for each contract module ``name`` breaks."""
     imported = imports(tree)
@@ -91,6 +119,8 @@ def breaks(name: str, tree: ast.Module) -> Iterator[tuple[str, str]]:
         yield "spawns", name
     if name != "cli" and any(_is_os_attribute(n, {"environ", "getenv", "environb", "getenvb"}) for n in ast.walk(tree)):
         yield "reads the environment", name
+    if any(_private_attribute(n) for n in ast.walk(tree)):
+        yield "private attribute", name
     if name.startswith("transports.") and "runner" in imported:
         yield "transport imports the runner", name
     if name in TRANSPORTS:
@@ -136,6 +166,8 @@ def test_every_known_break_still_exists_so_the_list_only_shrinks() -> None:
             "transport imports another transport",
         ),
         ("transports.http", "from trio_exec.transports import websocket\n", "transport imports another transport"),
+        ("server", "def f(x):\n    return x._secret\n", "private attribute"),
+        ("app", "def f(x):\n    return getattr(x, '_state', None)\n", "private attribute"),
     ],
 )
 def test_each_contract_catches_its_break(name: str, source: str, contract: str) -> None:
