@@ -326,6 +326,9 @@ async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
 
     Never leaves a process behind. ``watch``, when given, sees every chunk of output as it
     arrives (for progress reports).
+
+    One function over 50 lines on purpose: everything it opens (pipes, files, the process group, the
+    sandboxes) is released by the one shielded ``finally`` at its end, whichever step fails or is cancelled.
     """
     started = trio.current_time()
     wiring = _Wiring()

@@ -306,52 +306,13 @@ def detect(
     if bpf is None:
         problems.append("no seccomp filter: libseccomp (libseccomp2) or the pyseccomp package is missing")
     if wanted in (Mode.AUTO, Mode.BWRAP):
-        bwrap = find_bwrap(search_path)
-        if bwrap is None:
-            problems.append(f"bwrap not found: {BWRAP_FIX}")
-        else:
-            candidate = Sandbox(
-                mode=Mode.BWRAP,
-                report=Report(layer="bwrap", detail="", seccomp=bpf is not None, root=root),
-                bwrap=bwrap,
-                system=system_view(),
-                proc_read_only=PROC_READ_ONLY if root else (),
-                **common,
-            )
-            failure = _probe(candidate)
-            if failure is None:
-                detail = f"bubblewrap at {bwrap}" + (", in a user namespace" if _userns() else "")
-                report = Report(layer="bwrap", detail=detail, problems=tuple(problems), seccomp=bpf is not None,
-                                root=root)  # fmt: skip
-                return attrs.evolve(candidate, report=report)
-            problems.append(f"bwrap cannot start a sandbox here ({failure}): {USERNS_FIX}")
+        box = _try_bwrap(common, search_path, problems, root=root)
+        if box is not None:
+            return box
     if wanted in (Mode.AUTO, Mode.LANDLOCK):
-        abi = landlock_abi()
-        if abi is not None and abi >= LANDLOCK_MIN_ABI:
-            shown = (view[0], *view[1], *view[2])
-            exposed = [f for f in secrets if any(within(f, p) for p in shown)]
-            if exposed:  # an allow-list cannot hide a file inside a folder it shows
-                raise ConfigError(
-                    f"the sandbox (Landlock) would show the server's own file {exposed[0]} to commands: "
-                    "keep the config, token file, audit log and TLS key outside the base path and --sandbox-ro/-rw"
-                )
-            lost = "no PID namespace (orphans are killed when the call ends), no private /tmp or /proc, UDP open"
-            report = Report(layer="landlock", detail=f"Landlock ABI {abi}; {lost}", problems=tuple(problems),
-                            seccomp=bpf is not None, root=root)  # fmt: skip
-            scratch_root = private_dir_for_process("trio-exec-scratch-")
-            return Sandbox(
-                mode=Mode.LANDLOCK,
-                report=report,
-                scratch_root=scratch_root,
-                readable=(*system_paths(), *readable_etc(masks + mask_dirs + secrets)),
-                child_calls=ChildCalls(bpf),
-                **common,
-            )
-        problems.append(
-            "Landlock is not available"
-            + (f" (ABI {abi}; TCP rules need {LANDLOCK_MIN_ABI}, Linux >= 6.7)" if abi else "")
-            + ": needs Linux >= 6.7 with landlock in the lsm= boot list, and the landlockpy package"
-        )
+        box = _try_landlock(common, secrets, problems, root=root)
+        if box is not None:
+            return box
     if wanted is not Mode.OFF:
         if wanted is not Mode.AUTO or require:
             raise ConfigError(f"--sandbox {mode}: no sandbox layer can run here; " + "; ".join(problems))
@@ -362,6 +323,68 @@ def detect(
         problems.append("--sandbox off: commands run without a sandbox")
     report = Report(layer="off", detail="no kernel boundary", problems=tuple(problems), seccomp=False, root=root)
     return Sandbox(mode=Mode.OFF, report=report, **common)
+
+
+def _try_bwrap(common: dict[str, Any], search_path: str, problems: list[str], *, root: bool) -> Sandbox | None:
+    """The bubblewrap layer if it can start a sandbox here (probed); else None, and why in ``problems``."""
+    bpf = common["seccomp_bpf"]
+    bwrap = find_bwrap(search_path)
+    if bwrap is None:
+        problems.append(f"bwrap not found: {BWRAP_FIX}")
+        return None
+    candidate = Sandbox(
+        mode=Mode.BWRAP,
+        report=Report(layer="bwrap", detail="", seccomp=bpf is not None, root=root),
+        bwrap=bwrap,
+        system=system_view(),
+        proc_read_only=PROC_READ_ONLY if root else (),
+        **common,
+    )
+    failure = _probe(candidate)
+    if failure is not None:
+        problems.append(f"bwrap cannot start a sandbox here ({failure}): {USERNS_FIX}")
+        return None
+    detail = f"bubblewrap at {bwrap}" + (", in a user namespace" if _userns() else "")
+    report = Report(layer="bwrap", detail=detail, problems=tuple(problems), seccomp=bpf is not None, root=root)
+    return attrs.evolve(candidate, report=report)
+
+
+def _try_landlock(
+    common: dict[str, Any], secrets: tuple[str, ...], problems: list[str], *, root: bool
+) -> Sandbox | None:
+    """The Landlock layer if the kernel has it; else None, and why in ``problems``.
+
+    Raises ``ConfigError`` when it would show one of the server's own files (an allow-list cannot hide a
+    file inside a folder it shows).
+    """
+    bpf = common["seccomp_bpf"]
+    abi = landlock_abi()
+    if abi is None or abi < LANDLOCK_MIN_ABI:
+        problems.append(
+            "Landlock is not available"
+            + (f" (ABI {abi}; TCP rules need {LANDLOCK_MIN_ABI}, Linux >= 6.7)" if abi else "")
+            + ": needs Linux >= 6.7 with landlock in the lsm= boot list, and the landlockpy package"
+        )
+        return None
+    shown = (common["base"], *common["ro"], *common["rw"])
+    exposed = [f for f in secrets if any(within(f, p) for p in shown)]
+    if exposed:
+        raise ConfigError(
+            f"the sandbox (Landlock) would show the server's own file {exposed[0]} to commands: "
+            "keep the config, token file, audit log and TLS key outside the base path and --sandbox-ro/-rw"
+        )
+    lost = "no PID namespace (orphans are killed when the call ends), no private /tmp or /proc, UDP open"
+    report = Report(layer="landlock", detail=f"Landlock ABI {abi}; {lost}", problems=tuple(problems),
+                    seccomp=bpf is not None, root=root)  # fmt: skip
+    masks = common["masks"] + common["mask_dirs"]  # the masks already hold the server's own files
+    return Sandbox(
+        mode=Mode.LANDLOCK,
+        report=report,
+        scratch_root=private_dir_for_process("trio-exec-scratch-"),
+        readable=(*system_paths(), *readable_etc(masks)),
+        child_calls=ChildCalls(bpf),
+        **common,
+    )
 
 
 def _userns() -> bool:
