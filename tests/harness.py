@@ -74,11 +74,11 @@ async def serving(*args: str, env: Mapping[str, str] | None = None, wire: Wire |
     settings = load_settings(args, {**os.environ, **(env or {})}).settings
     tools = compose.compile_tools(settings)
     box = detect_sandbox(settings)
-    secrets = [settings.auth_token] if settings.auth_token else []
+    secrets = [settings.network.auth_token] if settings.network.auth_token else []
     log = bytearray()
     logger.remove()
-    handler = log_to(lambda line: log.extend(str(line).encode()), settings.log_level, settings.log_format, secrets)
-    audit = Audit(settings.audit_log, settings.audit_rotate, secrets, fail=settings.audit_fail)
+    handler = log_to(lambda line: log.extend(str(line).encode()), settings.log.level, settings.log.format, secrets)
+    audit = Audit(settings.log.audit_log, settings.log.audit_rotate, secrets, fail=settings.log.audit_fail)
     stopping, done = trio.Event(), trio.Event()
     runner.adopt_orphans()
 

@@ -13,6 +13,7 @@ import pytest
 from trio_exec import __version__
 from trio_exec.cli import OPTIONS, load_settings, main
 from trio_exec.compose import compile_tools, shell_tool
+from trio_exec.config import Settings
 from trio_exec.errors import ConfigError
 from trio_exec.programs import DEFAULT_BLACKLIST
 
@@ -20,7 +21,7 @@ ECHO = ["--cmd", 'echo|"echo {message}"']
 ENV = {"PATH": os.environ.get("PATH", os.defpath)}
 
 
-def settings(argv: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def settings(argv: list[str], env: dict[str, str] | None = None) -> Settings:
     return load_settings(argv, {**ENV, **(env or {})}).settings
 
 
@@ -37,29 +38,39 @@ def settings(argv: list[str], env: dict[str, str] | None = None):  # type: ignor
 def test_the_rate_limit_is_off_on_stdio_and_on_for_networks_unless_set(
     args: list[str], env: dict[str, str], rps: float
 ) -> None:
-    assert settings([*ECHO, *args], env).rate_limit_rps == rps
+    assert settings([*ECHO, *args], env).guards.rate_limit_rps == rps
 
 
 def test_defaults_are_those_of_mcp_secure_exec() -> None:
     s = settings(ECHO)
-    assert s.blacklist == DEFAULT_BLACKLIST
-    assert len(s.blacklist) == 47
-    assert s.sensitive_keys == ("password", "token", "secret", "key", "auth", "credential")
-    assert (s.cmd_timeout_s, s.log_level, s.transport, s.bind) == (30.0, "info", "stdio", "127.0.0.1:3344")
-    assert (s.rate_limit_rps, s.rate_limit_burst, s.max_concurrent) == (0.0, 20, 50)  # stdio: off
-    assert (s.circuit_threshold, s.circuit_timeout_s) == (10, 60.0)
-    assert (s.allow_dangerous, s.validate_paths, s.allow_missing_binaries, s.stateful) == (False, True, False, False)
-    assert s.max_timeout_s == 300.0
-    assert s.max_output_bytes == 1024 * 1024
+    assert s.policy.blacklist == DEFAULT_BLACKLIST
+    assert len(s.policy.blacklist) == 47
+    assert s.policy.sensitive_keys == ("password", "token", "secret", "key", "auth", "credential")
+    assert (s.runner.cmd_timeout_s, s.log.level, s.transport, s.network.bind) == (
+        30.0,
+        "info",
+        "stdio",
+        "127.0.0.1:3344",
+    )
+    assert (s.guards.rate_limit_rps, s.guards.rate_limit_burst, s.guards.max_concurrent) == (0.0, 20, 50)  # stdio: off
+    assert (s.guards.circuit_threshold, s.guards.circuit_timeout_s) == (10, 60.0)
+    assert (s.policy.allow_dangerous, s.policy.validate_paths, s.policy.allow_missing_binaries, s.network.stateful) == (
+        False,
+        True,
+        False,
+        False,
+    )
+    assert s.runner.max_timeout_s == 300.0
+    assert s.runner.max_output_bytes == 1024 * 1024
 
 
 def test_backlog_and_write_timeout_defaults_variables_and_flags() -> None:
     s = settings([*ECHO, "-t", "streamable-http"])
-    assert (s.backlog, s.write_timeout_s) == (1024, 30.0)
+    assert (s.network.backlog, s.network.write_timeout_s) == (1024, 30.0)
     env = {"MCP_EXEC_BACKLOG": "4096", "MCP_EXEC_WRITE_TIMEOUT_SECS": "0"}
-    assert (settings(ECHO, env).backlog, settings(ECHO, env).write_timeout_s) == (4096, 0.0)
+    assert (settings(ECHO, env).network.backlog, settings(ECHO, env).network.write_timeout_s) == (4096, 0.0)
     s = settings([*ECHO, "--backlog", "64", "--write-timeout", "2.5"], env)
-    assert (s.backlog, s.write_timeout_s) == (64, 2.5)
+    assert (s.network.backlog, s.network.write_timeout_s) == (64, 2.5)
 
 
 def test_every_option_has_an_mcp_exec_environment_variable() -> None:
@@ -85,10 +96,10 @@ def test_the_command_line_beats_the_environment_which_beats_the_config_file(tmp_
     config.write_text("[server]\ncmd_timeout = 5\nmax_concurrent = 7\nlog_level = 'error'\n")
     env = {"MCP_EXEC_CMD_TIMEOUT_SECS": "6", "MCP_EXEC_LOG_LEVEL": "debug", "MCP_EXEC_CONFIG": str(config)}
     s = settings([*ECHO, "--cmd-timeout", "7"], env)
-    assert s.cmd_timeout_s == 7.0  # CLI
-    assert s.log_level == "debug"  # environment
-    assert s.max_concurrent == 7  # config file
-    assert s.rate_limit_burst == 20  # default
+    assert s.runner.cmd_timeout_s == 7.0  # CLI
+    assert s.log.level == "debug"  # environment
+    assert s.guards.max_concurrent == 7  # config file
+    assert s.guards.rate_limit_burst == 20  # default
 
 
 def test_commands_come_from_the_environment_unless_given_on_the_command_line() -> None:
@@ -106,7 +117,7 @@ def test_repeated_cmd_and_semicolon_lists_combine() -> None:
     ("env", "expected"), [("true", True), ("1", True), ("yes", True), ("false", False), ("0", False)]
 )
 def test_boolean_environment_variables(env: str, expected: bool) -> None:
-    assert settings(ECHO, {"MCP_EXEC_ALLOW_DANGEROUS": env}).allow_dangerous is expected
+    assert settings(ECHO, {"MCP_EXEC_ALLOW_DANGEROUS": env}).policy.allow_dangerous is expected
 
 
 def test_config_file_tools_and_per_placeholder_settings(tmp_path: Path) -> None:
@@ -260,14 +271,14 @@ def test_a_bind_reachable_from_other_machines_needs_a_token_or_an_explicit_opt_o
     with pytest.raises(ConfigError, match="reachable from other machines and no token is set") as caught:
         settings(argv)
     assert "--insecure-no-auth" in caught.value.message
-    assert settings(argv, {"MCP_EXEC_AUTH_TOKEN": "t" * 16}).auth_tokens
-    assert settings([*argv, "--insecure-no-auth"]).insecure_no_auth
-    assert settings(argv, {"MCP_EXEC_INSECURE_NO_AUTH": "true"}).insecure_no_auth
+    assert settings(argv, {"MCP_EXEC_AUTH_TOKEN": "t" * 16}).network.auth_tokens
+    assert settings([*argv, "--insecure-no-auth"]).network.insecure_no_auth
+    assert settings(argv, {"MCP_EXEC_INSECURE_NO_AUTH": "true"}).network.insecure_no_auth
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1:3344", "127.1.2.3:0", "[::1]:3344", "localhost:3344"])
 def test_a_loopback_bind_needs_no_token(bind: str) -> None:
-    assert not settings([*ECHO, "-t", "streamable-http", "--bind", bind]).auth_tokens
+    assert not settings([*ECHO, "-t", "streamable-http", "--bind", bind]).network.auth_tokens
 
 
 def test_serving_without_auth_on_purpose_is_said_loudly() -> None:
@@ -371,7 +382,7 @@ def test_audit_and_log_option_errors(argv: list[str], fragment: str) -> None:
     ("value", "expected"), [("512M", 512 * 1024**2), ("2g", 2 * 1024**3), ("1048576", 1048576), ("64KiB", 65536)]
 )
 def test_sizes_take_binary_suffixes(value: str, expected: int) -> None:
-    assert settings([*ECHO, "--limit-memory", value]).limits.memory_bytes == expected
+    assert settings([*ECHO, "--limit-memory", value]).runner.limits.memory_bytes == expected
 
 
 @pytest.mark.parametrize("value", ["lots", "-5", "0", "1.5M"])
@@ -384,8 +395,8 @@ def test_limits_need_prlimit_on_the_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="prlimit"):
         load_settings([*ECHO, "--limit-cpu", "5"], {"PATH": str(tmp_path)})
     s = settings([*ECHO, "--limit-cpu", "5", "--limit-nofile", "64"])
-    assert s.prlimit_path is not None
-    assert (s.limits.cpu_s, s.limits.nofile, s.limits.memory_bytes) == (5, 64, None)
+    assert s.runner.prlimit_path is not None
+    assert (s.runner.limits.cpu_s, s.runner.limits.nofile, s.runner.limits.memory_bytes) == (5, 64, None)
 
 
 def test_dry_run_shows_resource_limits() -> None:
@@ -405,7 +416,7 @@ def test_tokens_come_from_the_variable_and_the_token_file(tmp_path: Path) -> Non
     tokens = tmp_path / "tokens"
     tokens.write_text("# comment\n" + "b" * 20 + "\n\n" + "c" * 20 + "\n")
     s = settings([*ECHO, "-t", "streamable-http", "--auth-token-file", str(tokens)], {"MCP_EXEC_AUTH_TOKEN": "a" * 20})
-    assert s.auth_tokens == ("a" * 20, "b" * 20, "c" * 20)
+    assert s.network.auth_tokens == ("a" * 20, "b" * 20, "c" * 20)
     empty = tmp_path / "empty"
     empty.write_text("# nothing\n")
     with pytest.raises(ConfigError, match="holds no token"):
@@ -416,9 +427,9 @@ def test_mcp_shell_server_variables_merge_and_the_command_line_wins() -> None:
     env = {"ALLOW_COMMANDS": "ls, cat", "ALLOWED_COMMANDS": "grep", "MCP_EXEC_ALLOW_COMMANDS": "sort",
            "ALLOW_PATTERNS": "^x[a-z]$"}  # fmt: skip
     merged = settings([], env)
-    assert merged.allow_commands == ("sort", "ls", "cat", "grep")
-    assert merged.allow_patterns == ("^x[a-z]$",)
-    assert settings(["--allow-commands", "echo"], env).allow_commands == ("echo",)
+    assert merged.policy.allow_commands == ("sort", "ls", "cat", "grep")
+    assert merged.policy.allow_patterns == ("^x[a-z]$",)
+    assert settings(["--allow-commands", "echo"], env).policy.allow_commands == ("echo",)
 
 
 @pytest.mark.parametrize(
@@ -443,10 +454,10 @@ def test_session_options_come_from_flags_and_variables_and_refuse_nonsense() -> 
     flags = load_settings([*ECHO, "--session-idle-timeout", "2.5", "--max-sessions", "7"], {}).settings
     env = {"MCP_EXEC_SESSION_IDLE_TIMEOUT_SECS": "60", "MCP_EXEC_MAX_SESSIONS": "9"}
     variables = load_settings(list(ECHO), env).settings
-    assert (flags.session_idle_timeout_s, flags.max_sessions) == (2.5, 7)
-    assert (variables.session_idle_timeout_s, variables.max_sessions) == (60, 9)
+    assert (flags.network.session_idle_timeout_s, flags.network.max_sessions) == (2.5, 7)
+    assert (variables.network.session_idle_timeout_s, variables.network.max_sessions) == (60, 9)
     default = load_settings(list(ECHO), {}).settings
-    assert (default.max_sessions, default.session_idle_timeout_s) == (1000, 300)
+    assert (default.network.max_sessions, default.network.session_idle_timeout_s) == (1000, 300)
     for bad in (["--max-sessions", "0"], ["--max-sessions", "1.5"], ["--session-idle-timeout", "0"]):
         proc = run_cli(*bad, *ECHO, "-d")
         assert proc.returncode == 2, bad

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextvars
 
-import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 
-from trio_exec.config import Settings
+from trio_exec.config import NetworkSettings
 from trio_exec.server import CLIENT
 from trio_exec.transports.gate import (
     Admitted,
@@ -104,14 +103,14 @@ def test_a_missing_host_is_refused_and_a_missing_origin_is_not() -> None:
 
 
 def test_explicit_lists_replace_the_defaults_and_extra_origins_are_added() -> None:
-    s = attrs.evolve(Settings(), allowed_hosts=("mcp.example:*",), allowed_origins=("https://app.example",))
-    built = Gate.build(s, ["", TOKEN.decode()], extra_origins=["https://cors.example"])
+    network = NetworkSettings(allowed_hosts=("mcp.example:*",), allowed_origins=("https://app.example",))
+    built = Gate.build(network, ["", TOKEN.decode()], extra_origins=["https://cors.example"])
     assert built.hosts.listed == ("mcp.example:*",)
     assert built.origins.listed == ("https://app.example", "https://cors.example")
     assert built.tokens == (TOKEN,)  # an empty token accepts nothing
-    defaults = Gate.build(Settings(), [], extra_origins=["https://cors.example"])
-    assert defaults.hosts.listed == tuple(default_allowed(Settings().bind)[0])
-    assert defaults.origins.listed == (*default_allowed(Settings().bind)[1], "https://cors.example")
+    defaults = Gate.build(NetworkSettings(), [], extra_origins=["https://cors.example"])
+    assert defaults.hosts.listed == tuple(default_allowed(NetworkSettings().bind)[0])
+    assert defaults.origins.listed == (*default_allowed(NetworkSettings().bind)[1], "https://cors.example")
 
 
 @pytest.mark.parametrize(

@@ -262,23 +262,23 @@ def _load(*argv: str, env: dict[str, str] | None = None) -> cli.Loaded:
 
 
 def test_max_stdin_bytes_has_a_flag_an_environment_variable_and_a_default() -> None:
-    assert _load().settings.max_stdin_bytes == 16 * 1024 * 1024
-    assert _load("--max-stdin-bytes", "1M").settings.max_stdin_bytes == 1024 * 1024
-    assert _load(env={"MCP_EXEC_MAX_STDIN_BYTES": "4096"}).settings.max_stdin_bytes == 4096
+    assert _load().settings.runner.max_stdin_bytes == 16 * 1024 * 1024
+    assert _load("--max-stdin-bytes", "1M").settings.runner.max_stdin_bytes == 1024 * 1024
+    assert _load(env={"MCP_EXEC_MAX_STDIN_BYTES": "4096"}).settings.runner.max_stdin_bytes == 4096
     assert "--max-stdin-bytes <bytes>" in cli.usage()
     assert "MCP_EXEC_MAX_STDIN_BYTES" in cli.usage()
 
 
 def test_limit_fsize_defaults_to_64_times_the_output_cap() -> None:
-    assert _load().settings.limits.fsize_bytes == 64 * 1024 * 1024
-    assert _load("--max-output-bytes", "1000").settings.limits.fsize_bytes == 64_000
-    assert _load("--limit-fsize", "5M").settings.limits.fsize_bytes == 5 * 1024 * 1024
+    assert _load().settings.runner.limits.fsize_bytes == 64 * 1024 * 1024
+    assert _load("--max-output-bytes", "1000").settings.runner.limits.fsize_bytes == 64_000
+    assert _load("--limit-fsize", "5M").settings.runner.limits.fsize_bytes == 5 * 1024 * 1024
     assert "--max-output-bytes x 64" in cli.usage()
 
 
 def test_without_prlimit_the_default_file_cap_is_off_and_said_so(tmp_path: Path) -> None:
     loaded = cli.load_settings(["--cmd", 'e|"/bin/echo hi"', "--allow-missing-binaries"], {"PATH": str(tmp_path)})
-    assert loaded.settings.limits.fsize_bytes is None
+    assert loaded.settings.runner.limits.fsize_bytes is None
     assert any("no size cap" in note for note in cli.warnings_for(loaded))
     with pytest.raises(ConfigError, match="prlimit"):
         cli.load_settings(["--cmd", 'e|"/bin/echo hi"', "--limit-fsize", "1M"], {"PATH": str(tmp_path)})

@@ -135,10 +135,10 @@ def test_sandbox_paths_come_from_repeated_flags_the_environment_and_the_config(t
     config.write_text(f'[server]\nsandbox_ro = ["{a}"]\nsandbox = "off"\n[tools.t]\ntemplate = "date"\n'
                       f'network = true\nwritable = false\nsandbox_rw = ["{b}"]\n')  # fmt: skip
     from_file = load_settings(["--config", str(config)], {}).settings
-    assert cli.sandbox_ro == (str(a), str(b))
-    assert env.sandbox_rw == (str(a), str(b))
-    assert from_file.sandbox_ro == (str(a),)
-    assert from_file.sandbox == "off"
+    assert cli.sandbox.ro == (str(a), str(b))
+    assert env.sandbox.rw == (str(a), str(b))
+    assert from_file.sandbox.ro == (str(a),)
+    assert from_file.sandbox.mode == "off"
     (tool,) = from_file.tools
     assert (tool.network, tool.writable, tool.sandbox_rw) == (True, False, (str(b),))
 

@@ -102,12 +102,12 @@ async def _transport(
     elif s.transport == "streamable-http":
         from trio_exec.transports.http import serve_http  # the HTTP stack is imported only when used
 
-        relay = _Relay(task_status, (s.root_path or "") + "/mcp")
-        await serve_http(server, service, s.auth_tokens, stopping, task_status=relay)
+        relay = _Relay(task_status, (s.network.root_path or "") + "/mcp")
+        await serve_http(server, service, s.network.auth_tokens, stopping, task_status=relay)
     else:
         from trio_exec.transports.websocket import serve_websocket
 
-        await serve_websocket(server, service, s.auth_tokens, stopping, task_status=task_status)
+        await serve_websocket(server, service, s.network.auth_tokens, stopping, task_status=task_status)
     app_scope.cancel()
 
 
@@ -124,9 +124,9 @@ class _Relay:
 
 def run(settings: Settings, tools: list[Tool], warnings: list[str], box: Sandbox) -> int:
     """Configure logging and serve; returns the process exit code."""
-    secrets = [settings.auth_token] if settings.auth_token else []
-    setup_logging(settings.log_level, settings.log_format, secrets)
-    audit = Audit(settings.audit_log, settings.audit_rotate, secrets, fail=settings.audit_fail)
+    secrets = [settings.network.auth_token] if settings.network.auth_token else []
+    setup_logging(settings.log.level, settings.log.format, secrets)
+    audit = Audit(settings.log.audit_log, settings.log.audit_rotate, secrets, fail=settings.log.audit_fail)
     s = settings
     logger.info(
         "trio-exec {} starting: transport={} tools={} base_path={} path_validation={} blacklist={} "
@@ -135,20 +135,20 @@ def run(settings: Settings, tools: list[Tool], warnings: list[str], box: Sandbox
         __version__,
         s.transport,
         ",".join(t.name for t in tools if not t.pipeline),
-        s.base_path or "-",
-        "on" if s.validate_paths else "off",
-        len(s.blacklist),
-        s.allow_dangerous,
-        s.cmd_timeout_s,
-        s.max_timeout_s,
-        s.max_output_bytes,
-        f"{s.rate_limit_rps:g}/s burst {s.rate_limit_burst}" if s.rate_limit_rps else "off",
-        s.max_concurrent,
-        s.circuit_threshold,
-        s.circuit_timeout_s,
-        "on" if s.limits.any() else "off",
-        s.audit_log or "off",
-        s.audit_fail,
+        s.policy.base_path or "-",
+        "on" if s.policy.validate_paths else "off",
+        len(s.policy.blacklist),
+        s.policy.allow_dangerous,
+        s.runner.cmd_timeout_s,
+        s.runner.max_timeout_s,
+        s.runner.max_output_bytes,
+        f"{s.guards.rate_limit_rps:g}/s burst {s.guards.rate_limit_burst}" if s.guards.rate_limit_rps else "off",
+        s.guards.max_concurrent,
+        s.guards.circuit_threshold,
+        s.guards.circuit_timeout_s,
+        "on" if s.runner.limits.any() else "off",
+        s.log.audit_log or "off",
+        s.log.audit_fail,
         box.report.layer,
     )
     for w in warnings:

@@ -32,32 +32,32 @@ if TYPE_CHECKING:
 def template_context(settings: Settings) -> Context:
     """What rendering a template's values needs from the settings."""
     return Context(
-        paths=PathPolicy(base_path=settings.base_path, validate_paths=settings.validate_paths),
-        blacklist=settings.blacklist,
-        allow_dangerous=settings.allow_dangerous,
-        allow_missing_binaries=settings.allow_missing_binaries,
-        search_path=settings.search_path,
-        sensitive_keys=settings.sensitive_keys,
+        paths=PathPolicy(base_path=settings.policy.base_path, validate_paths=settings.policy.validate_paths),
+        blacklist=settings.policy.blacklist,
+        allow_dangerous=settings.policy.allow_dangerous,
+        allow_missing_binaries=settings.policy.allow_missing_binaries,
+        search_path=settings.runner.search_path,
+        sensitive_keys=settings.policy.sensitive_keys,
     )
 
 
 def shell_tool(settings: Settings) -> ShellTool | None:
     """``shell_execute`` when an allowlist is configured; raises ``ConfigError``."""
     s = settings
-    if not (s.allow_commands or s.allow_patterns):
+    if not (s.policy.allow_commands or s.policy.allow_patterns):
         return None
     if any(spec.name == SHELL_NAME for spec in s.tools):
         raise ConfigError(f"a template named {SHELL_NAME!r} clashes with the allowlist tool; rename it")
     return ShellTool.create(
-        names=s.allow_commands,
-        patterns=s.allow_patterns,
-        base_path=s.base_path or os.path.realpath(os.getcwd()),
-        search_path=s.search_path,
-        allow_dangerous=s.allow_dangerous,
-        allow_missing=s.allow_missing_binaries,
-        max_timeout_s=s.max_timeout_s,
-        max_output_bytes=s.max_output_bytes,
-        blacklist=s.blacklist,
+        names=s.policy.allow_commands,
+        patterns=s.policy.allow_patterns,
+        base_path=s.policy.base_path or os.path.realpath(os.getcwd()),
+        search_path=s.runner.search_path,
+        allow_dangerous=s.policy.allow_dangerous,
+        allow_missing=s.policy.allow_missing_binaries,
+        max_timeout_s=s.runner.max_timeout_s,
+        max_output_bytes=s.runner.max_output_bytes,
+        blacklist=s.policy.blacklist,
     )
 
 
@@ -66,7 +66,7 @@ def compile_tools(settings: Settings) -> list[Tool]:
     shell = shell_tool(settings)
     context = template_context(settings)
     templates: list[Tool] = [
-        TemplateTool.create(compile_tool(spec, context), context, max_timeout_s=settings.max_timeout_s)
+        TemplateTool.create(compile_tool(spec, context), context, max_timeout_s=settings.runner.max_timeout_s)
         for spec in settings.tools
     ]
     return templates + ([shell] if shell is not None else [])
@@ -86,11 +86,11 @@ def build_service(
     s = settings
     guards = Guards(
         tools=[t.name for t in tools],
-        max_concurrent=s.max_concurrent,
-        rate=s.rate_limit_rps,
-        burst=s.rate_limit_burst,
-        circuit_threshold=s.circuit_threshold,
-        circuit_timeout_s=s.circuit_timeout_s,
+        max_concurrent=s.guards.max_concurrent,
+        rate=s.guards.rate_limit_rps,
+        burst=s.guards.rate_limit_burst,
+        circuit_threshold=s.guards.circuit_threshold,
+        circuit_timeout_s=s.guards.circuit_timeout_s,
         on_breaker_change=breaker_changed,
     )
     return Service(

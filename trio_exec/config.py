@@ -83,16 +83,23 @@ KILL_GRACE_S = 1.0  # a stopped command's group gets SIGTERM, then SIGKILL this 
 
 
 @attrs.frozen
-class Settings:
-    """Everything the server needs, resolved from CLI > environment > config file > defaults."""
+class PolicySettings:
+    """What commands may be: the blacklist, the path rules, the allowlist of ``shell_execute``."""
 
-    tools: tuple[ToolSpec, ...] = ()
     blacklist: tuple[str, ...] = ()
     allow_dangerous: bool = False
     validate_paths: bool = True
     allow_missing_binaries: bool = False
     base_path: str | None = None
     sensitive_keys: tuple[str, ...] = ()
+    allow_commands: tuple[str, ...] = ()
+    allow_patterns: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class RunnerSettings:
+    """How commands run: timeouts, output and stdin caps, the child's environment, resource limits."""
+
     cmd_timeout_s: float = 30.0
     max_timeout_s: float = 300.0
     max_output_bytes: int = 1024 * 1024
@@ -102,16 +109,28 @@ class Settings:
     search_path: str = "/usr/local/bin:/usr/bin:/bin"
     limits: Limits = attrs.field(factory=Limits)
     prlimit_path: str | None = None
-    log_level: str = "info"
-    log_format: str = "text"
-    audit_log: str | None = None
-    audit_rotate: int | None = None  # bytes
-    audit_fail: str = "closed"  # closed: no call runs while the audit log cannot be written; open: calls go on
-    dry_run: bool = False
-    transport: str = "stdio"
+
+
+@attrs.frozen
+class GuardSettings:
+    """The guards in front of every call: rate limit, concurrency cap, circuit breaker."""
+
+    rate_limit_rps: float = 10.0
+    rate_limit_burst: int = 20
+    max_concurrent: int = 50
+    circuit_threshold: int = 10
+    circuit_timeout_s: float = 60.0
+
+
+@attrs.frozen
+class NetworkSettings:
+    """Streamable HTTP and WebSocket: where to listen, who may connect, sessions, limits, TLS, the drain."""
+
     bind: str = "127.0.0.1:3344"
     auth_token: str | None = attrs.field(default=None, repr=False)
     auth_tokens: tuple[str, ...] = attrs.field(default=(), repr=False)  # --auth-token plus --auth-token-file
+    auth_token_file: str | None = None
+    insecure_no_auth: bool = False  # a non-loopback bind without any token (a proxy authenticates)
     stateful: bool = False
     session_idle_timeout_s: float = 300.0  # stateful HTTP: a session without requests this long is closed
     max_sessions: int = 1000  # stateful HTTP: open sessions at once (503 beyond)
@@ -126,21 +145,90 @@ class Settings:
     shutdown_grace_s: float = 10.0
     backlog: int = 1024  # listen backlog of network transports (the kernel caps it at net.core.somaxconn)
     write_timeout_s: float = 30.0  # TCP_USER_TIMEOUT: a peer that reads nothing this long is dropped; 0 = off
-    rate_limit_rps: float = 10.0
-    rate_limit_burst: int = 20
-    max_concurrent: int = 50
-    circuit_threshold: int = 10
-    circuit_timeout_s: float = 60.0
-    allow_commands: tuple[str, ...] = ()
-    allow_patterns: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class LogSettings:
+    """The log (stderr) and the audit trail."""
+
+    level: str = "info"
+    format: str = "text"
+    audit_log: str | None = None
+    audit_rotate: int | None = None  # bytes
+    audit_fail: str = "closed"  # closed: no call runs while the audit log cannot be written; open: calls go on
+
+
+@attrs.frozen
+class SandboxSettings:
+    """The kernel boundary around every command."""
+
+    mode: str = "auto"  # auto | bwrap | landlock | off
+    require: bool = False
+    ro: tuple[str, ...] = ()
+    rw: tuple[str, ...] = ()
+    network: bool = False  # shell_execute's commands may use the network
+
+
+@attrs.frozen
+class Settings:
+    """Everything the server needs, resolved from CLI > environment > config file > defaults, in groups.
+
+    ``from_flat`` builds it from the options' flat names (``--max-concurrent`` is ``max_concurrent``, found in
+    ``guards``; ``--log-level`` is ``log.level``, ``--sandbox-ro`` is ``sandbox.ro``, ``--sandbox`` is
+    ``sandbox.mode``).
+    """
+
+    tools: tuple[ToolSpec, ...] = ()
+    transport: str = "stdio"
+    dry_run: bool = False
     config_path: str | None = None
-    auth_token_file: str | None = None
-    insecure_no_auth: bool = False  # a non-loopback bind without any token (a proxy authenticates)
-    sandbox: str = "auto"  # auto | bwrap | landlock | off
-    sandbox_require: bool = False
-    sandbox_ro: tuple[str, ...] = ()
-    sandbox_rw: tuple[str, ...] = ()
-    sandbox_network: bool = False  # shell_execute's commands may use the network
+    policy: PolicySettings = attrs.field(factory=PolicySettings)
+    runner: RunnerSettings = attrs.field(factory=RunnerSettings)
+    guards: GuardSettings = attrs.field(factory=GuardSettings)
+    network: NetworkSettings = attrs.field(factory=NetworkSettings)
+    log: LogSettings = attrs.field(factory=LogSettings)
+    sandbox: SandboxSettings = attrs.field(factory=SandboxSettings)
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> Settings:
+        """Settings from flat names (``FLAT_NAMES``); a name that is not one is a ``KeyError``."""
+        top: dict[str, Any] = {}
+        groups: dict[str, dict[str, Any]] = {}
+        for flat, value in values.items():
+            group, name = FLAT_NAMES[flat]
+            if group is None:
+                top[name] = value
+            else:
+                groups.setdefault(group, {})[name] = value
+        for group, kwargs in groups.items():
+            top[group] = _GROUPS[group](**kwargs)
+        return cls(**top)
+
+
+_GROUPS: dict[str, Any] = {
+    "policy": PolicySettings, "runner": RunnerSettings, "guards": GuardSettings, "network": NetworkSettings,
+    "log": LogSettings, "sandbox": SandboxSettings,
+}  # fmt: skip
+# The options whose name in their group is shorter than their own (``--log-level`` is ``log.level``).
+_RENAMED = {
+    "log_level": ("log", "level"), "log_format": ("log", "format"), "sandbox": ("sandbox", "mode"),
+    "sandbox_require": ("sandbox", "require"), "sandbox_ro": ("sandbox", "ro"), "sandbox_rw": ("sandbox", "rw"),
+    "sandbox_network": ("sandbox", "network"),
+}  # fmt: skip
+
+
+def _flat_names() -> dict[str, tuple[str | None, str]]:
+    names: dict[str, tuple[str | None, str]] = {
+        f.name: (None, f.name) for f in attrs.fields(Settings) if f.name not in _GROUPS
+    }
+    flat_of = {place: flat for flat, place in _RENAMED.items()}
+    for group, cls in _GROUPS.items():
+        for f in attrs.fields(cls):
+            names[flat_of.get((group, f.name), f.name)] = (group, f.name)
+    return names
+
+
+FLAT_NAMES = _flat_names()  # an option's field name -> (its group, or None at the top; its name there)
 
 
 _TOOL_KEYS = {

@@ -114,7 +114,7 @@ def run(settings: Settings, box: sandbox.Sandbox, facts: list[str]) -> tuple[int
         lines.append("  fallback: " + ("landlock is usable (--sandbox landlock), not needed while bwrap runs" if usable
                                        else "none (Landlock needs ABI >= 4 and the landlockpy package)"))  # fmt: skip
     lines.append(f"  server user: uid {os.geteuid()}" + (" (root)" if os.geteuid() == 0 else ""))
-    base = settings.base_path or os.getcwd()
+    base = settings.policy.base_path or os.getcwd()
     results = self_test(box, base)
     lines.append(f"self-test (one command in the sandbox, base path {base}):")
     lines += [f"  {what}: {verdict}" for what, verdict in results.items()]

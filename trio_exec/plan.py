@@ -138,19 +138,19 @@ class PlanDefaults:
     def create(cls, settings: Settings, sandbox: Sandbox | None, *, private_home: str = "") -> PlanDefaults:
         """The defaults of ``settings`` (``ConfigError`` when limits are set without prlimit)."""
         s = settings
-        home = s.base_path or tempfile.gettempdir()
+        home = s.policy.base_path or tempfile.gettempdir()
         return cls(
-            cwd=s.base_path or os.getcwd(),
+            cwd=s.policy.base_path or os.getcwd(),
             home=home,
             private_home=private_home,
-            env=child_env(search_path=SAFE_PATH, home=home, passthrough=s.passthrough_env, extra={}),
-            wrapper=limits_prefix(s.limits, s.prlimit_path),
-            cmd_timeout_s=s.cmd_timeout_s,
-            max_timeout_s=s.max_timeout_s,
-            max_output_bytes=s.max_output_bytes,
-            max_stdin_bytes=s.max_stdin_bytes,
+            env=child_env(search_path=SAFE_PATH, home=home, passthrough=s.runner.passthrough_env, extra={}),
+            wrapper=limits_prefix(s.runner.limits, s.runner.prlimit_path),
+            cmd_timeout_s=s.runner.cmd_timeout_s,
+            max_timeout_s=s.runner.max_timeout_s,
+            max_output_bytes=s.runner.max_output_bytes,
+            max_stdin_bytes=s.runner.max_stdin_bytes,
             sandbox=sandbox,
-            sandbox_network=s.sandbox_network,
+            sandbox_network=s.sandbox.network,
         )
 
     def timeout_s(self, tool_timeout_s: float | None) -> float:

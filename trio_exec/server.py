@@ -102,10 +102,14 @@ def _failed_execution(result: RunResult, timeout_chosen: bool) -> bool:
 async def _admitted_call(
     service: Service, ctx: ServerRequestContext[Any], tool: Tool, arguments: Mapping[str, Any], client: str
 ) -> types.CallToolResult:
-    """Guards, validation, execution and one audit record, in DESIGN order."""
+    """Guards, validation, execution and one audit record, in DESIGN order.
+
+    One function over 50 lines on purpose: the audit ``record`` and the breaker's ``verdict`` are filled in by
+    every step, and its outer ``finally`` is what guarantees one record for every way a call can end.
+    """
     name = tool.name
     pipeline = tool.pipeline
-    keys = service.settings.sensitive_keys
+    keys = service.settings.policy.sensitive_keys
     record: dict[str, Any] = {
         "request_id": ctx.request_id,
         "transport": service.settings.transport,

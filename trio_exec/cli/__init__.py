@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         tools = compose.compile_tools(loaded.settings)
         box = detect_sandbox(loaded.settings)
         if loaded.settings.transport != "stdio" and not loaded.doctor:
-            check_listen(loaded.settings.bind)
+            check_listen(loaded.settings.network.bind)
     except ConfigError as e:
         print(f"trio-exec: error: {e.message}", file=sys.stderr)
         return 2

@@ -18,9 +18,9 @@ from trio_exec.tools.template import TemplateTool
 
 
 def rate_text(s: Settings) -> str:
-    if not s.rate_limit_rps:
+    if not s.guards.rate_limit_rps:
         return "off"
-    return f"{s.rate_limit_rps:g}/s burst {s.rate_limit_burst} per client (x4 server-wide)"
+    return f"{s.guards.rate_limit_rps:g}/s burst {s.guards.rate_limit_burst} per client (x4 server-wide)"
 
 
 def sandbox_lines(box: sandbox.Sandbox) -> list[str]:
@@ -44,27 +44,33 @@ def warnings_for(loaded: Loaded) -> list[str]:
             for o in OPTIONS
             if o.field in NETWORK_ONLY and o.field in loaded.explicit
         ]
-    if s.transport != "stdio" and s.insecure_no_auth and not s.auth_tokens and not loopback(s.bind):
+    if (
+        s.transport != "stdio"
+        and s.network.insecure_no_auth
+        and not s.network.auth_tokens
+        and not loopback(s.network.bind)
+    ):
         notes.append(
-            f"--insecure-no-auth: {s.bind} serves without authentication; only a proxy in front that authenticates "
-            "every request keeps others from running the tools"
+            f"--insecure-no-auth: {s.network.bind} serves without authentication; only a proxy in front that "
+            "authenticates every request keeps others from running the tools"
         )
-    if s.auth_token and "auth_token" in loaded.explicit and loaded.token_on_command_line:
+    if s.network.auth_token and "auth_token" in loaded.explicit and loaded.token_on_command_line:
         notes.append("--auth-token on the command line is visible in ps; prefer MCP_EXEC_AUTH_TOKEN")
-    if (s.allow_commands or s.allow_patterns) and s.base_path is None:
+    if (s.policy.allow_commands or s.policy.allow_patterns) and s.policy.base_path is None:
         notes.append("shell_execute without --base-path: confined to the server's working directory")
-    if s.base_path is None and s.validate_paths and s.tools:
+    if s.policy.base_path is None and s.policy.validate_paths and s.tools:
         notes.append("no --base-path: path arguments must be absolute and are not confined to a directory")
-    if not s.validate_paths:
+    if not s.policy.validate_paths:
         notes.append("--no-validate-paths: path arguments are NOT confined to the base path")
-    if s.allow_dangerous:
+    if s.policy.allow_dangerous:
         notes.append("--allow-dangerous: blacklisted programs are allowed")
-    if s.limits.fsize_bytes is None:
+    if s.runner.limits.fsize_bytes is None:
         notes.append("prlimit (util-linux) is not installed: files commands write ('>' too) have no size cap")
     return notes
 
 
 def dry_run_report(loaded: Loaded, tools: Sequence[Tool], box: sandbox.Sandbox | None = None) -> str:
+    """What ``--dry-run`` prints: the tools, then every protection as it will apply (one line per setting)."""
     s = loaded.settings
     shell = next((t for t in tools if isinstance(t, ShellTool)), None)
     templates = [t.template for t in tools if isinstance(t, TemplateTool)]
@@ -86,11 +92,16 @@ def dry_run_report(loaded: Loaded, tools: Sequence[Tool], box: sandbox.Sandbox |
         schema = next(tool for tool in tools if tool.name == t.name).input_schema()
         out.append("    input schema: " + json.dumps(schema, ensure_ascii=False))
     out.append("protections:")
-    out.append(f"  base path: {s.base_path or '(none)'}; path validation: {'on' if s.validate_paths else 'OFF'}")
-    out.append(f"  blacklist: {len(s.blacklist)} programs; allow dangerous: {'YES' if s.allow_dangerous else 'no'}")
-    out.append(f"  timeout: {s.cmd_timeout_s:g}s by default, {s.max_timeout_s:g}s at most")
-    out.append(f"  output cap: {s.max_output_bytes} bytes per stream")
-    lim = s.limits
+    policy, guards = s.policy, s.guards
+    out.append(
+        f"  base path: {policy.base_path or '(none)'}; path validation: {'on' if policy.validate_paths else 'OFF'}"
+    )
+    out.append(
+        f"  blacklist: {len(policy.blacklist)} programs; allow dangerous: {'YES' if policy.allow_dangerous else 'no'}"
+    )
+    out.append(f"  timeout: {s.runner.cmd_timeout_s:g}s by default, {s.runner.max_timeout_s:g}s at most")
+    out.append(f"  output cap: {s.runner.max_output_bytes} bytes per stream")
+    lim = s.runner.limits
     applied = [
         f"{name} {value}"
         for name, value in (
@@ -102,18 +113,19 @@ def dry_run_report(loaded: Loaded, tools: Sequence[Tool], box: sandbox.Sandbox |
         )
         if value is not None
     ]
-    limits_text = f"{', '.join(applied)} (via {s.prlimit_path})" if applied else "none"
+    limits_text = f"{', '.join(applied)} (via {s.runner.prlimit_path})" if applied else "none"
     out.append(f"  resource limits: {limits_text}")
-    out.append(f"  child environment: PATH, LANG, HOME{''.join(', ' + n for n in s.env_allow)}")
-    out.append(f"  sensitive argument names: {', '.join(s.sensitive_keys)}")
+    out.append(f"  child environment: PATH, LANG, HOME{''.join(', ' + n for n in s.runner.env_allow)}")
+    out.append(f"  sensitive argument names: {', '.join(s.policy.sensitive_keys)}")
     out.append(f"  transport: {s.transport}")
     out.append(
         f"  guards: rate limit {rate_text(s)}, "
-        f"max concurrent {s.max_concurrent}, circuit {s.circuit_threshold} failures / {s.circuit_timeout_s:g}s"
+        f"max concurrent {guards.max_concurrent}, circuit {guards.circuit_threshold} failures / "
+        f"{guards.circuit_timeout_s:g}s"
     )
     out.append(
-        f"  logs: {s.log_level} as {s.log_format} on stderr; audit log: {s.audit_log or 'off'}"
-        + (f" (rotated at {s.audit_rotate})" if s.audit_rotate else "")
+        f"  logs: {s.log.level} as {s.log.format} on stderr; audit log: {s.log.audit_log or 'off'}"
+        + (f" (rotated at {s.log.audit_rotate})" if s.log.audit_rotate else "")
     )
     if box is not None:
         out += sandbox_lines(box)

@@ -26,7 +26,7 @@ from trio_exec import __version__, sandbox
 from trio_exec.cli.converters import as_names
 from trio_exec.cli.options import BY_CONFIG_KEY, FSIZE_PER_OUTPUT, NETWORK_RATE_LIMIT_RPS, OPTIONS
 from trio_exec.cli.usage import command_line_problem, usage
-from trio_exec.config import Limits, Settings, ToolSpec, did_you_mean, load_toml, split_config
+from trio_exec.config import FLAT_NAMES, Limits, Settings, ToolSpec, did_you_mean, load_toml, split_config
 from trio_exec.errors import ConfigError
 from trio_exec.templates import parse_specs
 
@@ -115,8 +115,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
     search_path = environ.get("PATH", os.defpath)
     limits, prlimit_path = _limits(merged, search_path)
 
-    fields = {f.name for f in attrs.fields(Settings)}
-    values = {k: v for k, v in merged.items() if k in fields}
+    values = {k: v for k, v in merged.items() if k in FLAT_NAMES}
     values.update(
         tools=tools,
         base_path=base_path,
@@ -130,7 +129,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         config_path=config_path or None,
     )
     return Loaded(
-        settings=Settings(**values), explicit=explicit, token_on_command_line="auth_token" in cli, doctor=doctor
+        settings=Settings.from_flat(values), explicit=explicit, token_on_command_line="auth_token" in cli, doctor=doctor
     )
 
 
@@ -333,14 +332,16 @@ def _tokens(merged: dict[str, Any]) -> tuple[str, ...]:
 def detect_sandbox(settings: Settings) -> sandbox.Sandbox:
     """The sandbox for these settings (``ConfigError`` when ``--sandbox bwrap``/``--sandbox-require`` cannot be met)."""
     s = settings
-    audit = s.audit_log if s.audit_log not in (None, "-") else None
+    audit = s.log.audit_log if s.log.audit_log not in (None, "-") else None
     return sandbox.detect(
-        s.sandbox,
-        base=s.base_path or os.getcwd(),
-        ro=s.sandbox_ro,
-        rw=s.sandbox_rw,
+        s.sandbox.mode,
+        base=s.policy.base_path or os.getcwd(),
+        ro=s.sandbox.ro,
+        rw=s.sandbox.rw,
         # The server's own files never appear inside, even under the base path.
-        secret_files=[p for p in (s.config_path, s.auth_token_file, audit, s.certfile, s.keyfile) if p],
-        search_path=s.search_path,
-        require=s.sandbox_require,
+        secret_files=[
+            p for p in (s.config_path, s.network.auth_token_file, audit, s.network.certfile, s.network.keyfile) if p
+        ],
+        search_path=s.runner.search_path,
+        require=s.sandbox.require,
     )

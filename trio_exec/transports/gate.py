@@ -24,7 +24,7 @@ from typing import Literal
 import attrs
 from loguru import logger
 
-from trio_exec.config import Settings
+from trio_exec.config import NetworkSettings
 from trio_exec.server import CLIENT
 
 
@@ -111,13 +111,13 @@ class Gate:
     tokens: tuple[bytes, ...]  # empty: no authentication (loopback, or behind an authenticating proxy)
 
     @classmethod
-    def build(cls, settings: Settings, tokens: Iterable[str], extra_origins: Iterable[str] = ()) -> Gate:
+    def build(cls, network: NetworkSettings, tokens: Iterable[str], extra_origins: Iterable[str] = ()) -> Gate:
         """The bind address and localhost unless ``--allowed-hosts``/``--allowed-origins`` replace them;
         ``extra_origins`` (HTTP's ``--cors-origins``: a CORS origin is a trusted one) are added either way."""
-        hosts, origins = default_allowed(settings.bind)
+        hosts, origins = default_allowed(network.bind)
         return cls(
-            hosts=Patterns(settings.allowed_hosts or hosts),
-            origins=Patterns([*(settings.allowed_origins or origins), *extra_origins]),
+            hosts=Patterns(network.allowed_hosts or hosts),
+            origins=Patterns([*(network.allowed_origins or origins), *extra_origins]),
             tokens=tuple(t.encode() for t in tokens if t),
         )
 

@@ -36,7 +36,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from trio_exec import __version__
-from trio_exec.config import KILL_GRACE_S, Settings
+from trio_exec.config import KILL_GRACE_S, NetworkSettings
 from trio_exec.inflight import CALLS, CLIENT_KEY, OWNER, owner_of
 from trio_exec.server import Service
 from trio_exec.transports.gate import Gate, Refused, bearer, header, peer_key
@@ -99,7 +99,7 @@ class Front:
         self.app = app
         self.service = service
         self.gate = gate
-        self.root_path = (service.settings.root_path or "").rstrip("/")
+        self.root_path = (service.settings.network.root_path or "").rstrip("/")
         self.draining = False  # set on shutdown: /health answers 503 so load balancers stop routing here
         self.sessions = sessions  # stateful: how many sessions are open
 
@@ -116,7 +116,7 @@ class Front:
             status = "draining" if self.draining else "ok" if audited else "audit_unavailable"
             body: dict[str, Any] = {"status": status, "version": __version__, "tools": len(self.service.tools)}
             if self.sessions is not None:
-                body.update(sessions=self.sessions(), max_sessions=self.service.settings.max_sessions)
+                body.update(sessions=self.sessions(), max_sessions=self.service.settings.network.max_sessions)
             await _respond(send, 200 if status == "ok" else 503, body)
             return
         if path.startswith("/.well-known/") or scope["path"].startswith("/.well-known/"):
@@ -137,7 +137,7 @@ class Front:
         if self.sessions is not None and _opens_session(scope):
             refusal = self._session_refusal(key)
             if refusal is not None:
-                await _read_body(receive, self.service.settings.max_request_bytes)
+                await _read_body(receive, self.service.settings.network.max_request_bytes)
                 await _respond(send, *refusal)
                 return
         if scope["method"] == "POST":
@@ -169,7 +169,7 @@ class Front:
         ``http.disconnect``: a response write that blocked for the whole write timeout, then the disconnect,
         is that drop.
         """
-        read, complete = await _buffer_body(receive, self.service.settings.max_request_bytes)
+        read, complete = await _buffer_body(receive, self.service.settings.network.max_request_bytes)
         if (foreign := self._foreign(scope)) is not None:  # after the body: the connection stays usable
             await foreign(scope, receive, send)
             return
@@ -179,7 +179,7 @@ class Front:
                 self.service.inflight.cancel(owner, request_id)
         calls: set[trio.CancelScope] = set()
         gone = trio.Event()
-        limit = self.service.settings.write_timeout_s
+        limit = self.service.settings.network.write_timeout_s
         stalled = False
 
         async def timed_send(message: MutableMapping[str, Any]) -> None:
@@ -225,11 +225,11 @@ class Front:
         if wait is not None:
             status, code, retry = 429, "rate_limited", math.ceil(wait)
             message = f"too many new sessions from this client; retry in {retry}s or reuse the session you have"
-        elif (open_now := self.sessions()) >= s.max_sessions:
-            status, code, retry = 503, "too_many_sessions", math.ceil(min(s.session_idle_timeout_s, 30.0))
+        elif (open_now := self.sessions()) >= s.network.max_sessions:
+            status, code, retry = 503, "too_many_sessions", math.ceil(min(s.network.session_idle_timeout_s, 30.0))
             message = (
-                f"the server has {open_now} sessions open, its limit (--max-sessions {s.max_sessions}); "
-                f"idle ones close after {s.session_idle_timeout_s:g}s: retry in {retry}s, "
+                f"the server has {open_now} sessions open, its limit (--max-sessions {s.network.max_sessions}); "
+                f"idle ones close after {s.network.session_idle_timeout_s:g}s: retry in {retry}s, "
                 "and end sessions you no longer need (HTTP DELETE)"
             )
         else:
@@ -248,7 +248,9 @@ class Front:
         # the response is complete, so a client's next request on it (a retry with the right token) would
         # meet a closed socket. A body over the cap is not read; the client is told to reconnect instead.
         extra = (
-            [] if await _read_body(receive, self.service.settings.max_request_bytes) else [(b"connection", b"close")]
+            []
+            if await _read_body(receive, self.service.settings.network.max_request_bytes)
+            else [(b"connection", b"close")]
         )
         wait = self.service.guards.rates.admit(peer, trio.current_time())
         if wait is not None:  # repeated failures spend the client's rate limit like calls do
@@ -354,7 +356,7 @@ def with_cors(app: ASGIApp, origins: Iterable[str]) -> ASGIApp:
 
 def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> tuple[ASGIApp, Front]:
     s = service.settings
-    gate = Gate.build(s, tokens, extra_origins=s.cors_origins)  # a CORS origin is a trusted one
+    gate = Gate.build(s.network, tokens, extra_origins=s.network.cors_origins)  # a CORS origin is a trusted one
     security = TransportSecuritySettings(  # the same lists: behind the gate, the SDK's check agrees with it
         enable_dns_rebinding_protection=True,
         allowed_hosts=list(gate.hosts.listed),
@@ -362,14 +364,14 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
     )
     sdk_app = server.streamable_http_app(
         streamable_http_path="/mcp",
-        stateless_http=not s.stateful,
+        stateless_http=not s.network.stateful,
         transport_security=security,
-        max_request_body_size=s.max_request_bytes,
-        session_idle_timeout=s.session_idle_timeout_s,
-        max_sessions=s.max_sessions,
+        max_request_body_size=s.network.max_request_bytes,
+        session_idle_timeout=s.network.session_idle_timeout_s,
+        max_sessions=s.network.max_sessions,
     )
     count: Callable[[], int] | None = None
-    if s.stateful:
+    if s.network.stateful:
         manager = server.session_manager
 
         def sessions() -> int:
@@ -377,8 +379,8 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
 
         count = sessions
     front = Front(sdk_app, service, gate, count)
-    app: ASGIApp = with_cors(front, s.cors_origins) if s.cors_origins else front
-    return TrustedProxies(app, s.forwarded_allow_ips), front
+    app: ASGIApp = with_cors(front, s.network.cors_origins) if s.network.cors_origins else front
+    return TrustedProxies(app, s.network.forwarded_allow_ips), front
 
 
 class _Config(Config):
@@ -393,17 +395,17 @@ class _Config(Config):
         return sockets
 
 
-def hypercorn_config(s: Settings) -> Config:
+def hypercorn_config(network: NetworkSettings) -> Config:
     config = _Config()
-    config.bind = [s.bind]
-    config.backlog = s.backlog  # hypercorn's 100 overflows under a burst: connections go unanswered
-    config.write_timeout_s = s.write_timeout_s
+    config.bind = [network.bind]
+    config.backlog = network.backlog  # hypercorn's 100 overflows under a burst: connections go unanswered
+    config.write_timeout_s = network.write_timeout_s
     config.graceful_timeout = 1.0  # calls have drained already (serve_http); this only flushes responses
     config.accesslog = logging.getLogger("hypercorn.access")  # shown at --log-level debug
     config.errorlog = logging.getLogger("hypercorn.error")  # routed to loguru by audit.setup_logging
-    if s.certfile:
-        config.certfile = s.certfile
-        config.keyfile = s.keyfile
+    if network.certfile:
+        config.certfile = network.certfile
+        config.keyfile = network.keyfile
     return config
 
 
@@ -429,10 +431,12 @@ async def serve_http(
         await shutdown.wait()
         front.draining = True
         service.guards.draining = True
-        with trio.move_on_after(service.settings.shutdown_grace_s) as grace:
+        with trio.move_on_after(service.settings.network.shutdown_grace_s) as grace:
             await service.guards.wait_idle()
         if grace.cancelled_caught:
-            logger.warning("calls still running after {}s of grace: cancelling them", service.settings.shutdown_grace_s)
+            logger.warning(
+                "calls still running after {}s of grace: cancelling them", service.settings.network.shutdown_grace_s
+            )
             service.guards.shutdown()  # their calls answer ``cancelled``; hypercorn's own grace writes the answers
             with trio.move_on_after(KILL_GRACE_S + FLUSH_S):
                 await service.guards.wait_idle()
@@ -440,6 +444,6 @@ async def serve_http(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drain)
-        config = hypercorn_config(service.settings)
+        config = hypercorn_config(service.settings.network)
         await serve(app, config, shutdown_trigger=stop_hypercorn.wait, task_status=task_status)  # type: ignore[arg-type]
         nursery.cancel_scope.cancel()

@@ -33,7 +33,7 @@ def set_write_timeout(sock: socket.socket | trio.socket.SocketType, seconds: flo
 def report_drop(service: Service, transport: str, peer: str) -> None:
     """A connection the kernel dropped because its peer read nothing for ``--write-timeout``: log and audit."""
     memory.reclaim_soon()  # its reply is garbage in reference cycles now: give the memory back
-    limit = service.settings.write_timeout_s
+    limit = service.settings.network.write_timeout_s
     logger.warning("dropped the connection of {}: it read nothing for {:g}s (--write-timeout)", peer, limit)
     service.audit.record("connection_dropped", transport=transport, client=peer, reason="write_timeout",
                          write_timeout_s=limit)  # fmt: skip

@@ -80,7 +80,7 @@ class _Handshake:
     def __init__(self, service: Service, gate: Gate) -> None:
         self.service = service
         self.gate = gate
-        self.path = (service.settings.root_path or "") + "/mcp"
+        self.path = (service.settings.network.root_path or "") + "/mcp"
 
     async def check(self, request: trio_websocket.WebSocketRequest) -> Admitted | None:
         """The client when the handshake is acceptable; otherwise it is rejected here and None returned."""
@@ -141,7 +141,7 @@ async def _session(
                 except trio_websocket.ConnectionClosed as closed:
                     # A write blocked for the whole --write-timeout, then an abnormal closure: the kernel
                     # dropped a peer that stopped reading (TCP_USER_TIMEOUT).
-                    limit = service.settings.write_timeout_s
+                    limit = service.settings.network.write_timeout_s
                     abnormal = closed.reason is not None and closed.reason.code == 1006
                     if abnormal and 0 < limit <= trio.current_time() - started:
                         report_drop(service, "websocket", CLIENT.get())
@@ -180,12 +180,12 @@ async def serve_websocket(
 ) -> None:
     """Serve WebSocket sessions until ``stopping`` is set, then drain and close them."""
     s = service.settings
-    host, port = split_bind(s.bind)
+    host, port = split_bind(s.network.bind)
     context = None
-    if s.certfile:
+    if s.network.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(s.certfile, s.keyfile)
-    handshake = _Handshake(service, Gate.build(s, tokens))
+        context.load_cert_chain(s.network.certfile, s.network.keyfile)
+    handshake = _Handshake(service, Gate.build(s.network, tokens))
     replies = Replies()
 
     async def handle(request: trio_websocket.WebSocketRequest) -> None:
@@ -204,8 +204,8 @@ async def serve_websocket(
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as listening:
             ws_server = trio_websocket.WebSocketServer(
-                handle, await _listeners(host, port, context, s.backlog, s.write_timeout_s),
-                handler_nursery=connections, max_message_size=s.max_request_bytes,
+                handle, await _listeners(host, port, context, s.network.backlog, s.network.write_timeout_s),
+                handler_nursery=connections, max_message_size=s.network.max_request_bytes,
             )  # fmt: skip
             await listening.start(ws_server.run)
             scheme = "wss" if context else "ws"
@@ -214,10 +214,10 @@ async def serve_websocket(
             await stopping.wait()
             service.guards.draining = True  # open connections get ``busy`` for new calls
             listening.cancel_scope.cancel()  # no new connections
-        with trio.move_on_after(s.shutdown_grace_s) as grace:
+        with trio.move_on_after(s.network.shutdown_grace_s) as grace:
             await service.guards.wait_idle()
         if grace.cancelled_caught:
-            logger.warning("calls still running after {}s of grace: cancelling them", s.shutdown_grace_s)
+            logger.warning("calls still running after {}s of grace: cancelling them", s.network.shutdown_grace_s)
         service.guards.shutdown()  # what still runs is stopped; its call answers ``cancelled``
         with trio.move_on_after(KILL_GRACE_S + FLUSH_S):
             await service.guards.wait_idle()
