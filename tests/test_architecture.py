@@ -28,8 +28,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trio_exec"
 PURE = {
-    "allow_patterns", "argv", "commands", "confinement", "config", "elfsyms", "errors", "guards", "paths",
-    "plan", "policies", "programs", "regexes", "sandbox_view", "templates", "text", "tools", "validation",
+    "allow_patterns", "argv", "commands", "confinement", "config", "elfsyms", "errors", "guards", "joboutput",
+    "paths", "plan", "policies", "programs", "regexes", "sandbox_view", "templates", "text", "tools", "validation",
     "values",
 }  # fmt: skip  # a package here (tools, policies) is pure with every module in it
 # Data (the settings and the errors) stands on the vocabulary only, and the vocabulary on itself.
@@ -37,7 +37,10 @@ DATA = {"config", "errors"}
 VOCABULARY = {"values", "regexes", "text", "paths"}
 IMPURE_LIBRARIES = {"trio", "anyio", "mcp", "mcp_types", "hypercorn", "trio_websocket", "starlette", "subprocess"}
 TRANSPORTS = {"transports.stdio", "transports.http", "transports.websocket"}
-EDGES = {"runner", "server", "results", "compose", "app", "admission", "inflight", "cli", "doctor", "transports"}
+EDGES = {
+    "runner", "server", "results", "compose", "app", "admission", "inflight", "jobs", "job_tools", "progress", "cli",
+    "doctor", "transports",
+}  # fmt: skip
 SPAWNING = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
     f"{verb}{suffix}" for verb in ("exec", "spawn") for suffix in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
 }

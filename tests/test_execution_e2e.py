@@ -20,8 +20,8 @@ from trio.testing import MockClock
 
 from tests.conftest import PY_VIEW, connect, connect_process, processes_with, sleeper, until_gone
 from trio_exec.plan import GIT_ENV
+from trio_exec.progress import PROGRESS_INTERVAL_S
 from trio_exec.results import OUTPUT_SCHEMA
-from trio_exec.server import PROGRESS_INTERVAL_S
 
 PY = sys.executable
 

@@ -76,6 +76,7 @@ async def serve(
     async with trio.open_nursery() as nursery:
         await nursery.start(_watch_signals, stopping, nursery.cancel_scope, graceful)
         await nursery.start(service.guards.breaker_task)
+        await nursery.start(service.jobs.serve)
         where = await nursery.start(_transport, server, service, stopping, nursery.cancel_scope, wire)
         logger.info("serving {} tool(s) on {}", len(service.tools), where)
         task_status.started(where)

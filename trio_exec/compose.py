@@ -58,7 +58,11 @@ def shell_tool(settings: Settings) -> ShellTool | None:
         max_timeout_s=s.runner.max_timeout_s,
         max_output_bytes=s.runner.max_output_bytes,
         blacklist=s.policy.blacklist,
+        background=s.jobs.background,
     )
+
+
+JOB_TOOLS = ("job_output", "job_cancel", "job_list")  # published with any background tool (trio_exec.job_tools)
 
 
 def compile_tools(settings: Settings) -> list[Tool]:
@@ -69,7 +73,12 @@ def compile_tools(settings: Settings) -> list[Tool]:
         TemplateTool.create(compile_tool(spec, context), context, max_timeout_s=settings.runner.max_timeout_s)
         for spec in settings.tools
     ]
-    return templates + ([shell] if shell is not None else [])
+    tools = templates + ([shell] if shell is not None else [])
+    if any(tool.background for tool in tools):
+        clash = next((tool.name for tool in tools if tool.name in JOB_TOOLS), None)
+        if clash is not None:
+            raise ConfigError(f"a template named {clash!r} clashes with the job tool of that name; rename it")
+    return tools
 
 
 def build_service(
@@ -77,6 +86,7 @@ def build_service(
 ) -> Service:
     """The service that runs calls to ``tools``: plan defaults, guards (breaker changes audited) and all."""
     from trio_exec.admission import Guards  # trio and the MCP SDK: only when serving (--dry-run stays quick)
+    from trio_exec.jobs import Jobs
     from trio_exec.server import Service
 
     def breaker_changed(tool: str, client: str, state: State) -> None:
@@ -99,4 +109,5 @@ def build_service(
         defaults=PlanDefaults.create(s, sandbox, private_home=private_home),
         guards=guards,
         audit=audit,
+        jobs=Jobs(s.jobs, audit),
     )

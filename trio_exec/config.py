@@ -63,6 +63,7 @@ class ToolSpec:
     sandbox_ro: tuple[str, ...] = ()  # sandbox: more host paths, read-only
     sandbox_rw: tuple[str, ...] = ()  # sandbox: more host paths, read-write
     special_files: bool = False  # path placeholders may name FIFOs, sockets and devices inside the base
+    background: bool = False  # calls may run as jobs (the reserved arguments 'background' and 'wait_s')
 
 
 @attrs.frozen
@@ -170,6 +171,18 @@ class SandboxSettings:
 
 
 @attrs.frozen
+class JobSettings:
+    """Background jobs: which tools may start them, how much of their output is kept, how many, how long."""
+
+    background: bool = False  # shell_execute's calls may run as jobs (a template says so itself)
+    job_output_bytes: int = 8 * 1024 * 1024  # per stream of a job: the first half and the latest half are kept
+    max_jobs: int = 16  # jobs kept at once, running or ended and not yet expired, of all clients
+    max_jobs_per_client: int = 8
+    job_max_runtime_s: float = 3600.0  # a job still running this long is stopped (its 'timeout' may say less)
+    job_ttl_s: float = 900.0  # an ended job is forgotten this long after its end
+
+
+@attrs.frozen
 class Settings:
     """Everything the server needs, resolved from CLI > environment > config file > defaults, in groups.
 
@@ -188,6 +201,7 @@ class Settings:
     network: NetworkSettings = attrs.field(factory=NetworkSettings)
     log: LogSettings = attrs.field(factory=LogSettings)
     sandbox: SandboxSettings = attrs.field(factory=SandboxSettings)
+    jobs: JobSettings = attrs.field(factory=JobSettings)
 
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> Settings:
@@ -207,7 +221,7 @@ class Settings:
 
 _GROUPS: dict[str, Any] = {
     "policy": PolicySettings, "runner": RunnerSettings, "guards": GuardSettings, "network": NetworkSettings,
-    "log": LogSettings, "sandbox": SandboxSettings,
+    "log": LogSettings, "sandbox": SandboxSettings, "jobs": JobSettings,
 }  # fmt: skip
 # The options whose name in their group is shorter than their own (``--log-level`` is ``log.level``).
 _RENAMED = {
@@ -233,7 +247,7 @@ FLAT_NAMES = _flat_names()  # an option's field name -> (its group, or None at t
 
 _TOOL_KEYS = {
     "template", "description", "timeout_s", "cwd", "stdin", "env", "annotations", "args", "network", "writable",
-    "sandbox_ro", "sandbox_rw", "special_files",
+    "sandbox_ro", "sandbox_rw", "special_files", "background",
 }  # fmt: skip
 _ARG_KEYS = {"kind", "description", "enum", "pattern", "max_length", "default", "minimum", "maximum"}
 
@@ -356,6 +370,7 @@ def _tool_spec(name: str, t: Mapping[str, Any], path: str) -> ToolSpec:
         sandbox_ro=_paths(t.get("sandbox_ro", []), where, "sandbox_ro"),
         sandbox_rw=_paths(t.get("sandbox_rw", []), where, "sandbox_rw"),
         special_files=_typed(t.get("special_files", False), bool, where, "special_files"),
+        background=_typed(t.get("background", False), bool, where, "background"),
     )
 
 

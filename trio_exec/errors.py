@@ -106,3 +106,9 @@ class Cancelled(ToolError):
     call or went away; over stdio and WebSocket a client's own cancellation gets no reply (MCP)."""
 
     code = "cancelled"
+
+
+class NotFound(ToolError):
+    """No such job of this client: it never existed, is another client's, or expired."""
+
+    code = "not_found"

@@ -16,6 +16,17 @@ import mcp_types as types
 from trio_exec.errors import OutputLimit, TimedOut, ToolError
 from trio_exec.plan import RunResult
 
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "properties": {
+        "code": {"type": "string"},
+        "message": {"type": "string"},
+        "argument": {"type": ["string", "null"]},
+        "retry_after_s": {"type": ["number", "null"]},
+    },
+    "required": ["code", "message", "argument", "retry_after_s"],
+    "additionalProperties": False,
+}
 OUTPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -28,17 +39,7 @@ OUTPUT_SCHEMA: dict[str, Any] = {
         "timed_out": {"type": "boolean"},
         "duration_ms": {"type": "number"},
         # A type union rather than oneOf: the same contract, and clients validate it much faster.
-        "error": {
-            "type": ["object", "null"],
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "argument": {"type": ["string", "null"]},
-                "retry_after_s": {"type": ["number", "null"]},
-            },
-            "required": ["code", "message", "argument", "retry_after_s"],
-            "additionalProperties": False,
-        },
+        "error": ERROR_SCHEMA,
     },
     "required": [
         "exit_code",
@@ -72,18 +73,49 @@ SHELL_OUTPUT_SCHEMA: dict[str, Any] = {
 }
 
 
-def output_schema(*, pipeline: bool) -> dict[str, Any]:
-    """The ``outputSchema`` of a tool (a pipeline's results list its stages)."""
-    return SHELL_OUTPUT_SCHEMA if pipeline else OUTPUT_SCHEMA
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "tool": {"type": "string"},
+        "state": {"enum": ["working", "completed", "failed", "cancelled"]},
+        "exit_code": {"type": ["integer", "null"]},
+        "signal": {"type": ["integer", "null"]},
+        "started_at": {"type": "string", "format": "date-time"},
+        "duration_ms": {"type": "number"},
+        "stdout_bytes": {"type": "integer"},
+        "stderr_bytes": {"type": "integer"},
+        "stdout_dropped": {"type": "integer"},
+        "stderr_dropped": {"type": "integer"},
+        "error": ERROR_SCHEMA,
+    },
+    "required": [
+        "id", "tool", "state", "exit_code", "signal", "started_at", "duration_ms", "stdout_bytes", "stderr_bytes",
+        "stdout_dropped", "stderr_dropped", "error",
+    ],
+    "additionalProperties": False,
+}  # fmt: skip
+
+
+def output_schema(*, pipeline: bool, background: bool = False) -> dict[str, Any]:
+    """The ``outputSchema`` of a tool (a pipeline's results list its stages; a background call's, its job)."""
+    schema = SHELL_OUTPUT_SCHEMA if pipeline else OUTPUT_SCHEMA
+    if background:
+        schema = {**schema, "properties": {**schema["properties"], "job": JOB_SCHEMA}}
+    return schema
 
 
 def call_result(
-    result: RunResult | None, *, error: ToolError | None = None, programs: Sequence[str] | None = None
+    result: RunResult | None,
+    *,
+    error: ToolError | None = None,
+    programs: Sequence[str] | None = None,
+    job: Mapping[str, Any] | None = None,
 ) -> types.CallToolResult:
     """The answer to a call: what the command did (``result``, None when none started) and what went wrong.
 
     ``programs``: a pipeline's stages as the agent named them; their statuses come from ``result`` (none when
-    no command started).
+    no command started). ``job``: the job the call started (``JOB_SCHEMA``), whose output it shows so far.
     """
     content: dict[str, Any] = {
         "exit_code": None if result is None else result.exit_code,
@@ -94,7 +126,7 @@ def call_result(
         "stderr_truncated": result is not None and result.stderr_truncated,
         "timed_out": result is not None and result.timed_out,
         "duration_ms": 0.0 if result is None else round(result.duration_s * 1000, 3),
-        "error": None if error is None else _error_dict(error),
+        "error": None if error is None else error_dict(error),
     }
     if programs is not None:
         statuses = () if result is None else result.stages
@@ -102,6 +134,8 @@ def call_result(
             {"program": name, "exit_code": code, "signal": sig}
             for name, (code, sig) in zip(programs, statuses, strict=True)
         ]
+    if job is not None:
+        content["job"] = job
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=_text(content))],
         structured_content=content,
@@ -124,7 +158,7 @@ def failed(error: ToolError, *, pipeline: bool = False) -> types.CallToolResult:
     return call_result(None, error=error, programs=() if pipeline else None)
 
 
-def _error_dict(error: ToolError) -> dict[str, Any]:
+def error_dict(error: ToolError) -> dict[str, Any]:
     return {
         "code": error.code,
         "message": error.message,
@@ -133,11 +167,24 @@ def _error_dict(error: ToolError) -> dict[str, Any]:
     }
 
 
+def job_line(job: Mapping[str, Any]) -> str:
+    """One line saying what a job is doing, and how to go on with it."""
+    if job["state"] == "working":
+        return (
+            f"job {job['id']} ({job['tool']}) is running, {job['duration_ms'] / 1000:.1f}s so far: read its output "
+            f'with job_output {{"id": "{job["id"]}"}} (wait_s waits for more), stop it with job_cancel'
+        )
+    return f"job {job['id']} ({job['tool']}) {job['state']} after {job['duration_ms'] / 1000:.1f}s"
+
+
 TEXT_PREVIEW_CHARS = 64 * 1024  # per stream; the full output is in structuredContent
 
 
 def _text(c: Mapping[str, Any]) -> str:
     lines = []
+    job = c.get("job")
+    if job is not None:
+        lines.append(job_line(job))
     if c["error"] is not None:
         lines.append(f"error ({c['error']['code']}): {c['error']['message']}")
     if c["exit_code"] is not None:

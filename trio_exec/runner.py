@@ -55,19 +55,28 @@ class OutputWatch:
             self.last_line = lines[-1][-self.MAX_CHARS :].decode("utf-8", errors="replace")
 
 
-class _Capture:
-    """Keeps at most ``limit`` bytes of a stream and drains (discards) the rest."""
+Sink = Callable[
+    [bytes | bytearray], None
+]  # takes every chunk of a stream: a job keeps its output itself, without a cap
 
-    def __init__(self, limit: int, watch: OutputWatch | None) -> None:
+
+class _Capture:
+    """Keeps at most ``limit`` bytes of a stream and drains (discards) the rest; or hands all of it to ``sink``."""
+
+    def __init__(self, limit: int, watch: OutputWatch | None, sink: Sink | None = None) -> None:
         self.data = bytearray()
         self.limit = limit
         self.truncated = False
         self.watch = watch
+        self.sink = sink
 
     async def drain(self, stream: trio.abc.ReceiveStream, on_overflow: Callable[[], None]) -> None:
         while chunk := await stream.receive_some(_CHUNK):
             if self.watch is not None:
                 self.watch.saw(chunk)
+            if self.sink is not None:
+                self.sink(chunk)
+                continue
             room = self.limit - len(self.data)
             if len(chunk) <= room:
                 self.data += chunk
@@ -321,11 +330,19 @@ def _status(returncode: int | None, *, boxed: bool) -> int | None:
     return returncode
 
 
-async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
+async def run(
+    plan: ExecPlan,
+    watch: OutputWatch | None = None,
+    *,
+    sinks: tuple[Sink, Sink] | None = None,
+    on_spawn: Callable[[], None] | None = None,
+) -> RunResult:
     """Run ``plan`` (one command or a pipeline) to completion, timeout or cancellation.
 
     Never leaves a process behind. ``watch``, when given, sees every chunk of output as it
-    arrives (for progress reports).
+    arrives (for progress reports). ``sinks`` (stdout's, stderr's) take the whole output instead of the
+    capped capture (the result's ``stdout`` and ``stderr`` are then empty); ``on_spawn`` is told once every
+    stage has started.
 
     One function over 50 lines on purpose: everything it opens (pipes, files, the process group, the
     sandboxes) is released by the one shielded ``finally`` at its end, whichever step fails or is cancelled.
@@ -363,12 +380,16 @@ async def run(plan: ExecPlan, watch: OutputWatch | None = None) -> RunResult:
     finally:
         wiring.close()  # the children have their copies; EOF now follows their exit
     pgid = procs[0].pid
-    out, err = _Capture(plan.max_output_bytes, watch), _Capture(plan.max_output_bytes, watch)
+    out_sink, err_sink = sinks if sinks is not None else (None, None)
+    out = _Capture(plan.max_output_bytes, watch, out_sink)
+    err = _Capture(plan.max_output_bytes, watch, err_sink)
 
     def overflow() -> None:
         _killpg(pgid, signal.SIGKILL)
 
     try:
+        if on_spawn is not None:
+            on_spawn()
         with trio.move_on_after(plan.timeout_s) as deadline:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(out.drain, out_stream, overflow)

@@ -22,13 +22,15 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
 
-from trio_exec import __version__, runner
+from trio_exec import __version__, job_tools, runner
 from trio_exec.admission import Guards
 from trio_exec.audit import REDACTED, Audit, audited_arguments, redact_argv
 from trio_exec.config import Settings
 from trio_exec.errors import Cancelled, Internal, InvalidParams, SpawnFailed, ToolError
 from trio_exec.inflight import CLIENT_KEY, InFlight
+from trio_exec.jobs import Jobs
 from trio_exec.plan import ExecPlan, PlanDefaults, RunResult
+from trio_exec.progress import reporting
 from trio_exec.results import completed, failed, output_schema
 from trio_exec.tools import Tool
 from trio_exec.validation import is_sensitive
@@ -43,29 +45,13 @@ class Service:
     defaults: PlanDefaults
     guards: Guards
     audit: Audit
+    jobs: Jobs
     inflight: InFlight = attrs.field(factory=InFlight)  # calls the HTTP transport may stop
 
-
-PROGRESS_INTERVAL_S = 2.0  # well under the 5 s that clients with idle timeouts need
-
-
-async def _run_reporting_progress(ctx: ServerRequestContext[Any], plan: ExecPlan) -> RunResult:
-    """Run ``plan`` while sending ``notifications/progress`` (message: the latest output line)."""
-    watch = runner.OutputWatch()
-    started = trio.current_time()
-
-    async def tick() -> None:
-        while True:
-            await trio.sleep(PROGRESS_INTERVAL_S)
-            elapsed = trio.current_time() - started
-            message = watch.last_line or f"running for {elapsed:.0f}s"
-            await ctx.session.report_progress(round(elapsed, 3), None, message)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(tick)
-        result = await runner.run(plan, watch)
-        nursery.cancel_scope.cancel()
-    return result
+    @property
+    def background(self) -> bool:
+        """Some tool may run as a job: the job tools are published."""
+        return any(tool.background for tool in self.tools.values())
 
 
 # Who is calling, for rate limits and the audit trail. Network transports set it per request
@@ -133,17 +119,36 @@ async def _admitted_call(
             return failed(e, pipeline=pipeline)
         verdict: bool | None = None  # None: nothing for the breaker to count (rejected, cancelled)
         try:
-            plan = tool.plan(arguments, service.defaults)
+            own, wait_s = (arguments, None)
+            if tool.background:
+                own, wait_s = job_tools.background_arguments(arguments, service.settings.runner.max_timeout_s)
+            plan = tool.plan(own, service.defaults)
             record["argv"] = (
                 redact_argv(plan.argv, arguments, keys)
                 if not plan.more
                 else [redact_argv(argv, arguments, keys) for argv in plan.stages]
             )
-            token = (ctx.meta or {}).get("progress_token")
+            if wait_s is not None:
+                with admission.scope:  # Guards.shutdown ends the wait (the job ends with the server)
+                    response, ended = await _start_job(
+                        service, ctx, tool, plan, wait_s, client, given_timeout="timeout" in own
+                    )
+                if admission.scope.cancelled_caught:
+                    raise Cancelled("server shutting down: the job was stopped; retry later")
+                verdict = None if ended is None else _failed_execution(ended, plan.timeout_chosen)
+                job = (response.structured_content or {})["job"]
+                record.update(
+                    outcome="ok" if job["error"] is None else job["error"]["code"],
+                    job=job["id"],
+                    job_state=job["state"],
+                )
+                return response
+            watch = runner.OutputWatch()
             with admission.scope, service.inflight.track(http_scope(ctx), ctx.request_id) as abandoned:
                 # admission.scope: cancelled by Guards.shutdown (the call still answers); abandoned: by the HTTP
                 # transport when the client cancels the call or goes away (the answer is for the audit trail)
-                result = await (runner.run(plan) if token is None else _run_reporting_progress(ctx, plan))
+                async with reporting(ctx, watch):
+                    result = await runner.run(plan, watch)
             if admission.scope.cancelled_caught:
                 raise Cancelled("server shutting down: the command was stopped before it ended; retry later")
             if abandoned.cancelled_caught:
@@ -176,6 +181,23 @@ async def _admitted_call(
         service.audit.record("call", **record)
 
 
+async def _start_job(
+    service: Service,
+    ctx: ServerRequestContext[Any],
+    tool: Tool,
+    plan: ExecPlan,
+    wait_s: float,
+    client: str,
+    *,
+    given_timeout: bool,
+) -> tuple[types.CallToolResult, RunResult | None]:
+    """A background call: its plan as a job, limited by ``--job-max-runtime`` unless its 'timeout' says less."""
+    if not given_timeout:
+        plan = attrs.evolve(plan, timeout_s=service.settings.jobs.job_max_runtime_s, timeout_chosen=False)
+    max_output = service.settings.runner.max_output_bytes
+    return await job_tools.start(service.jobs, ctx, tool.name, plan, wait_s, client, max_output_bytes=max_output)
+
+
 def _internal(tool: str, error: Exception, arguments: Mapping[str, Any], keys: tuple[str, ...]) -> Internal:
     """Log an unexpected exception once (type, redacted message, frames without locals) and say so briefly."""
     secrets = sorted({str(v) for k, v in arguments.items() if is_sensitive(k, keys) and str(v)}, key=len, reverse=True)
@@ -192,21 +214,25 @@ def _internal(tool: str, error: Exception, arguments: Mapping[str, Any], keys: t
     )
 
 
-def published(tool: Tool) -> types.Tool:
-    """What ``tools/list`` says of a tool."""
+def published(tool: Tool, max_wait_s: float) -> types.Tool:
+    """What ``tools/list`` says of a tool (``max_wait_s``: the longest ``wait_s`` of a background call)."""
     annotations = tool.annotations()
+    schema = tool.input_schema()
     return types.Tool(
         name=tool.name,
         description=tool.description(),
-        input_schema=tool.input_schema(),
-        output_schema=output_schema(pipeline=tool.pipeline),
+        input_schema=job_tools.background_schema(schema, max_wait_s) if tool.background else schema,
+        output_schema=output_schema(pipeline=tool.pipeline, background=tool.background),
         annotations=None if annotations is None else types.ToolAnnotations.model_validate(annotations),
     )
 
 
 def build_server(service: Service) -> Server[Any]:
     """The low-level MCP server publishing ``service``'s tools."""
-    listed = {name: published(tool) for name, tool in service.tools.items()}
+    max_wait_s = service.settings.runner.max_timeout_s
+    listed = {name: published(tool, max_wait_s) for name, tool in service.tools.items()}
+    if service.background:
+        listed.update((t.name, t) for t in job_tools.published(service.settings.runner.max_output_bytes, max_wait_s))
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -216,8 +242,10 @@ def build_server(service: Service) -> Server[Any]:
     async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
         tool = service.tools.get(params.name)
         arguments = params.arguments or {}
+        if tool is None and params.name in job_tools.NAMES and service.background:
+            return await job_tools.call(service, ctx, params.name, arguments, client_key(ctx))
         if tool is None:
-            names = ", ".join(sorted(service.tools))
+            names = ", ".join(sorted(listed))
             raise MCPError(
                 code=InvalidParams.jsonrpc_code, message=f"unknown tool {params.name!r}; the tools are: {names}"
             )

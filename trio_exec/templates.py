@@ -38,7 +38,7 @@ _MISTAKES = (
     (re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)$"), "{{{} has no closing '}}'"),
     (re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\}"), "{}}} has no opening '{{'"),
 )  # fmt: skip
-RESERVED = frozenset({"timeout", "stdin"})
+RESERVED = frozenset({"timeout", "stdin", "background", "wait_s"})  # every tool has them, or may
 
 
 @attrs.frozen
@@ -219,7 +219,9 @@ def _placeholder_names(tokens: tuple[Token, ...], spec: ToolSpec, where: str) ->
                 names.append(part.name)
     for name in names:
         if name in RESERVED:
-            raise ConfigError(f"{where}: {{{name}}} is reserved (every tool has a '{name}' argument); rename it")
+            raise ConfigError(
+                f"{where}: {{{name}}} is reserved (a tool may take a '{name}' argument of its own); rename it"
+            )
     for name in spec.args:
         if name not in names:
             raise ConfigError(f"{where}: args.{name} is configured but the template has no {{{name}}}")

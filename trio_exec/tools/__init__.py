@@ -25,6 +25,11 @@ class Tool(Protocol):
         """Its results list each stage's program and status (``stages``)."""
         ...
 
+    @property
+    def background(self) -> bool:
+        """Its calls may run as jobs (``trio_exec.jobs``): the operator's choice."""
+        ...
+
     def input_schema(self, *, published: bool = True) -> dict[str, Any]:
         """The schema clients see (``published``), or the stricter one calls are checked against."""
         ...

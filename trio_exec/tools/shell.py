@@ -49,6 +49,7 @@ class ShellTool:
     max_timeout_s: float
     max_output_bytes: int
     checked: Checked = attrs.field(repr=False)
+    background: bool = False
     name = NAME
     pipeline = True
 
@@ -65,6 +66,7 @@ class ShellTool:
         max_timeout_s: float,
         max_output_bytes: int,
         blacklist: tuple[str, ...] = DEFAULT_BLACKLIST,
+        background: bool = False,
     ) -> ShellTool:
         compiled = []
         refusable = blacklist_names(blacklist)
@@ -106,6 +108,7 @@ class ShellTool:
             max_timeout_s=max_timeout_s,
             max_output_bytes=max_output_bytes,
             checked=Checked.of(NAME, _input_schema(base_path, max_timeout_s, published=False)),
+            background=background,
         )
 
     def input_schema(self, *, published: bool = True) -> dict[str, Any]:

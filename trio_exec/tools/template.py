@@ -38,6 +38,10 @@ class TemplateTool:
     def name(self) -> str:
         return self.template.name
 
+    @property
+    def background(self) -> bool:
+        return self.template.spec.background
+
     def input_schema(self, *, published: bool = True) -> dict[str, Any]:
         t = self.template
         return input_schema(t, max_timeout_s=self.max_timeout_s, stdin=t.spec.stdin, published=published)
