@@ -9,19 +9,24 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import jsonschema
 import mcp_types as types
 import pytest
 import trio
 import trio.testing
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from trio.testing import MockClock
 
-from tests.conftest import PY_VIEW, connect, processes_with, until_gone
-from tests.harness import connect_served
+from tests.conftest import PY_VIEW, connect, connect_process, processes_with, until_gone
+from tests.harness import connect_served, serving
+from tests.test_execution_e2e import peak_rss_kib, server_pid
 from trio_exec import job_tools
 from trio_exec.results import output_schema
 
@@ -303,3 +308,66 @@ async def test_the_audit_trail_has_the_start_reads_cancel_and_end_of_a_job(tmp_p
     assert {"call", "job_read", "job_cancel", "job_end"} <= set(events)
     end = next(r for r in records if r["event"] == "job_end")
     assert (end["state"], end["bytes_out"], end["client"]) == ("cancelled", 3, "stdio")
+
+
+HTTP = ["--transport", "streamable-http"]
+TOKENS = ("token-of-a-" + "a" * 16, "token-of-b-" + "b" * 16)
+
+
+@asynccontextmanager
+async def http_client(url: str, token: str, mode: str = "auto") -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx2.AsyncClient(headers=headers) as h,
+        Client(streamable_http_client(url, http_client=h), mode=mode) as c,
+    ):
+        yield c
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+async def test_over_http_a_job_outlives_its_client_and_no_other_client_reaches_it(
+    tmp_path: Path, mode: str, stateful: bool
+) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    tokens = tmp_path / "tokens"
+    tokens.write_text("\n".join(TOKENS) + "\n")
+    args = config(tmp_path, {"up": forever(marker)}, *HTTP, "--auth-token-file", str(tokens))
+    args += ["--stateful"] if stateful else []
+    a, b = TOKENS
+    async with serving(*args) as server:
+        async with http_client(server.url, a, mode) as client:
+            job = (await call(client, "up", {"background": True}))["job"]
+        async with http_client(server.url, b, mode) as other:
+            seen = await call(other, "job_list", {})
+            read = await other.call_tool("job_output", {"id": job["id"]})
+            stop = await other.call_tool("job_cancel", {"id": job["id"]})
+        assert processes_with(marker)  # B stopped nothing
+        async with http_client(server.url, a, mode) as again:  # A, on a new connection (and session)
+            page = await call(again, "job_output", {"id": job["id"], "wait_s": 30, "offset": 0})
+            stopped = await call(again, "job_cancel", {"id": job["id"]})
+    await until_gone(marker)
+    assert seen["jobs"] == []
+    for refused in (read, stop):
+        assert refused.is_error is True
+        assert refused.structured_content is not None
+        assert refused.structured_content["error"]["code"] == "not_found"
+    assert page["output"] == "up\n"
+    assert stopped["job"]["state"] == "cancelled"
+
+
+async def test_a_job_that_prints_200_megabytes_runs_to_its_end_in_bounded_memory(tmp_path: Path) -> None:
+    name = f"big{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.toml"  # the server's command line carries the name
+    path.write_text(f'[tools.{name}]\ntemplate = "head -c 209715200 /dev/zero"\nbackground = true\n')
+    async with connect_process("--config", str(path)) as client:
+        job = (await call(client, name, {"background": True}))["job"]
+        page = await until_end(client, job["id"])
+        tail = await call(client, "job_output", {"id": job["id"], "offset": 5 * 1024 * 1024, "max_bytes": 16})
+        peak_kib = peak_rss_kib(server_pid(name))
+    done = page["job"]
+    assert (done["state"], done["exit_code"]) == ("completed", 0)
+    assert done["stdout_bytes"] == 200 * 1024 * 1024
+    assert done["stdout_dropped"] == 200 * 1024 * 1024 - 8 * 1024 * 1024
+    assert tail["offset"] == 196 * 1024 * 1024  # the middle was dropped: the read continues at the kept tail
+    assert tail["skipped_bytes"] == 196 * 1024 * 1024 - 5 * 1024 * 1024
+    assert peak_kib < 120 * 1024, f"server peak RSS {peak_kib} KiB"
