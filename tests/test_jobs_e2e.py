@@ -26,6 +26,7 @@ from trio.testing import MockClock
 
 from tests.conftest import PY_VIEW, connect, connect_process, processes_with, until_gone
 from tests.harness import connect_served, serving
+from tests.test_cli import run_cli
 from tests.test_execution_e2e import peak_rss_kib, server_pid
 from trio_exec import job_tools
 from trio_exec.results import output_schema
@@ -371,3 +372,19 @@ async def test_a_job_that_prints_200_megabytes_runs_to_its_end_in_bounded_memory
     assert tail["offset"] == 196 * 1024 * 1024  # the middle was dropped: the read continues at the kept tail
     assert tail["skipped_bytes"] == 196 * 1024 * 1024 - 5 * 1024 * 1024
     assert peak_kib < 120 * 1024, f"server peak RSS {peak_kib} KiB"
+
+
+def test_dry_run_says_which_tools_run_jobs_and_their_limits(tmp_path: Path) -> None:
+    on = run_cli(*config(tmp_path, {"count": counting(1)}, "--max-jobs", "3", "--dry-run"))
+    off = run_cli("--cmd", 'echo|"echo {message}"', "--dry-run")
+    assert on.returncode == 0, on.stderr
+    assert "background jobs: count (tools job_output, job_cancel, job_list)" in on.stdout
+    assert "3 jobs at most" in on.stdout
+    assert "background jobs: off" in off.stdout
+
+
+def test_a_template_named_like_a_job_tool_is_refused_when_jobs_are_on(tmp_path: Path) -> None:
+    args = [*config(tmp_path, {"count": counting(1)}), "--cmd", 'job_list|"echo hi"', "--dry-run"]
+    refused = run_cli(*args)
+    assert refused.returncode == 2
+    assert "'job_list' clashes with the job tool" in refused.stderr

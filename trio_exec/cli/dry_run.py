@@ -101,6 +101,16 @@ def dry_run_report(loaded: Loaded, tools: Sequence[Tool], box: sandbox.Sandbox |
     )
     out.append(f"  timeout: {s.runner.cmd_timeout_s:g}s by default, {s.runner.max_timeout_s:g}s at most")
     out.append(f"  output cap: {s.runner.max_output_bytes} bytes per stream")
+    background = [t.name for t in tools if t.background]
+    if background:
+        j = s.jobs
+        out.append(
+            f"  background jobs: {', '.join(background)} (tools job_output, job_cancel, job_list); "
+            f"{j.job_output_bytes} bytes kept per stream, {j.max_jobs} jobs at most ({j.max_jobs_per_client} per "
+            f"client), stopped after {j.job_max_runtime_s:g}s, kept {j.job_ttl_s:g}s after their end"
+        )
+    else:
+        out.append("  background jobs: off (no tool has background = true; --background for shell_execute)")
     lim = s.runner.limits
     applied = [
         f"{name} {value}"
