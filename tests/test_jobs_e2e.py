@@ -388,3 +388,57 @@ def test_a_template_named_like_a_job_tool_is_refused_when_jobs_are_on(tmp_path: 
     refused = run_cli(*args)
     assert refused.returncode == 2
     assert "'job_list' clashes with the job tool" in refused.stderr
+
+
+async def test_a_job_whose_program_cannot_start_fails_the_call_and_is_not_kept(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    path = tmp_path / "jobs.toml"
+    path.write_text(f'[tools.here]\ntemplate = "true"\ncwd = "{work}"\nbackground = true\n')
+    async with connect("--config", str(path), "--sandbox", "off") as client:
+        work.rmdir()  # the working directory is gone when the job starts
+        result = await client.call_tool("here", {"background": True})
+        listed = await call(client, "job_list", {})
+    assert result.structured_content is not None
+    assert result.structured_content["error"]["code"] == "spawn_failed"
+    assert listed["jobs"] == []
+
+
+async def test_stderr_is_kept_and_read_on_its_own(tmp_path: Path) -> None:
+    code = "import sys; print('out'); print('err', file=sys.stderr)"
+    async with connect(*config(tmp_path, {"both": code})) as client:
+        done = await call(client, "both", {"wait_s": 60})
+        errors = await call(client, "job_output", {"id": done["job"]["id"], "stream": "stderr", "offset": 0})
+    assert (done["stdout"], done["stderr"]) == ("out\n", "err\n")
+    assert (errors["output"], done["job"]["stderr_bytes"]) == ("err\n", 4)
+
+
+async def test_the_server_wide_job_limit_and_the_page_limits_are_errors_that_say_so(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    async with connect(*config(tmp_path, {"up": forever(marker)}, "--max-jobs", "1")) as client:
+        job = (await call(client, "up", {"background": True}))["job"]
+        refused = await client.call_tool("up", {"background": True})
+        too_big = await client.call_tool("job_output", {"id": job["id"], "max_bytes": 10**9})
+        too_long = await client.call_tool("job_output", {"id": job["id"], "wait_s": 10**9})
+        await call(client, "job_cancel", {"id": job["id"]})
+    await until_gone(marker)
+    for result, code, words in (
+        (refused, "busy", "--max-jobs"),
+        (too_big, "invalid_arguments", "'max_bytes' must be at most 1048576"),
+        (too_long, "invalid_arguments", "'wait_s' must be at most 300"),
+    ):
+        assert result.is_error is True
+        assert result.structured_content is not None
+        assert result.structured_content["error"]["code"] == code
+        assert words in result.structured_content["error"]["message"]
+
+
+async def test_job_tools_are_rate_limited_like_calls(tmp_path: Path) -> None:
+    args = config(tmp_path, {"count": counting(1)}, "--rate-limit-rps", "0.001", "--rate-limit-burst", "1")
+    async with connect(*args) as client:
+        first = await client.call_tool("job_list", {})
+        second = await client.call_tool("job_list", {})
+    assert first.is_error is False
+    assert second.structured_content is not None
+    assert second.structured_content["error"]["code"] == "rate_limited"
+    assert second.structured_content["error"]["retry_after_s"] > 0

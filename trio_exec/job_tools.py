@@ -285,7 +285,8 @@ async def _output(
         ("wait_s", wait_s, runner_settings.max_timeout_s),
     ):
         if value > most:
-            raise InvalidArguments(f"argument {argument!r} must be at most {most:g}", argument=argument)
+            bound = f"{most:g}" if isinstance(most, float) else str(most)
+            raise InvalidArguments(f"argument {argument!r} must be at most {bound}", argument=argument)
     tail = arguments.get("tail_lines")
     offset = arguments.get("offset", job.cursors[stream])
     waited: str | None = None
