@@ -94,13 +94,12 @@ class StreamBuffer:
         head = len(self._head)
         start, skipped = offset, 0
         if head <= offset < self.kept_from:  # in the dropped middle: continue at the tail
-            start, skipped = self.kept_from, self.kept_from - offset
+            start = self.kept_from
+            start += _cut_start(self._slice(start, min(start + 3, self.total)))  # which may start inside a character
+            skipped = start - offset
         # A page never spans the dropped middle: the head's last byte is followed by a gap, not by the tail.
         end = min(start + max_bytes, head if start < head < self.kept_from else self.total)
         data = self._slice(start, end)
-        if skipped:  # the tail may start inside a character
-            cut = _cut_start(data)
-            data, start, skipped = data[cut:], start + cut, skipped + cut
         whole = _whole_characters(data)
         if 0 < whole < len(data):  # leave a cut character to the next page (a lone one is returned as it is)
             data = data[:whole]
