@@ -55,9 +55,8 @@ class OutputWatch:
             self.last_line = lines[-1][-self.MAX_CHARS :].decode("utf-8", errors="replace")
 
 
-Sink = Callable[
-    [bytes | bytearray], None
-]  # takes every chunk of a stream: a job keeps its output itself, without a cap
+# Takes every chunk of a stream: a job keeps its output itself, without a cap.
+Sink = Callable[[bytes | bytearray], None]
 
 
 class _Capture:
