@@ -28,7 +28,7 @@ from tests.conftest import PY_VIEW, connect, connect_process, processes_with, un
 from tests.harness import connect_served, serving
 from tests.test_cli import run_cli
 from tests.test_execution_e2e import peak_rss_kib, server_pid
-from trio_exec import job_tools
+from trio_exec import compose, job_tools
 from trio_exec.results import output_schema
 
 PY = sys.executable
@@ -442,3 +442,7 @@ async def test_job_tools_are_rate_limited_like_calls(tmp_path: Path) -> None:
     assert second.structured_content is not None
     assert second.structured_content["error"]["code"] == "rate_limited"
     assert second.structured_content["error"]["retry_after_s"] > 0
+
+
+def test_the_composition_root_knows_the_job_tools_by_their_names() -> None:
+    assert compose.JOB_TOOLS == job_tools.NAMES  # compose does not import job_tools (no trio for --dry-run)

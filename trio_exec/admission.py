@@ -88,9 +88,7 @@ class Guards:
                 "the server is shutting down and takes no new calls; retry shortly", retry_after_s=DRAINING_RETRY_S
             )
         now = trio.current_time()
-        wait = self.rates.admit(client, now)
-        if wait is not None:
-            raise RateLimited(f"too many calls: rate limit reached; retry in {wait:.2f}s", retry_after_s=round(wait, 3))
+        self.check_rate(client, now)
         breaker = self.breaker(tool, client)
         ticket = breaker.admit(now)
         if not isinstance(ticket, Ticket):
@@ -112,6 +110,12 @@ class Guards:
             ) from None
         self._running.add(admission)
         return admission
+
+    def check_rate(self, client: str, now: float) -> None:
+        """Take one call of ``client`` from its token bucket, or raise ``RateLimited`` (job tools: this guard only)."""
+        wait = self.rates.admit(client, now)
+        if wait is not None:
+            raise RateLimited(f"too many calls: rate limit reached; retry in {wait:.2f}s", retry_after_s=round(wait, 3))
 
     def finish(self, admission: Admission, *, failed: bool | None) -> None:
         """End an admitted call: ``failed`` True/False counts for the breaker, None counts nothing."""

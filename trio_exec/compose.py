@@ -62,7 +62,8 @@ def shell_tool(settings: Settings) -> ShellTool | None:
     )
 
 
-JOB_TOOLS = ("job_output", "job_cancel", "job_list")  # published with any background tool (trio_exec.job_tools)
+# Published with any background tool: job_tools.NAMES, named here so --dry-run imports no trio (a test checks).
+JOB_TOOLS = ("job_output", "job_cancel", "job_list")
 
 
 def compile_tools(settings: Settings) -> list[Tool]:

@@ -18,7 +18,7 @@ import mcp_types as types
 import trio
 from mcp.server.context import ServerRequestContext
 
-from trio_exec.errors import Internal, InvalidArguments, RateLimited, ToolError
+from trio_exec.errors import Internal, InvalidArguments, ToolError
 from trio_exec.joboutput import Page
 from trio_exec.jobs import STREAMS, Job, Jobs, State
 from trio_exec.plan import ExecPlan, RunResult
@@ -257,9 +257,7 @@ async def call(
     try:
         if not service.audit.accepting():
             raise Internal("the audit log cannot be written and this server runs no call unaudited; retry later")
-        wait = service.guards.rates.admit(client, trio.current_time())
-        if wait is not None:
-            raise RateLimited(f"too many calls: rate limit reached; retry in {wait:.2f}s", retry_after_s=round(wait, 3))
+        service.guards.check_rate(client, trio.current_time())
         check_finite(arguments)
         check_schema(name, _VALIDATORS[name], arguments)
         if name == OUTPUT:
