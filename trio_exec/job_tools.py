@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import jsonschema
 import mcp_types as types
 import trio
@@ -96,6 +97,15 @@ def job_dict(job: Job, now: float) -> dict[str, Any]:
     }
 
 
+@attrs.frozen
+class Started:
+    """A background call's job, the call's answer, and the job's result if it ended while the call waited."""
+
+    job: Job
+    answer: types.CallToolResult
+    ended: RunResult | None
+
+
 async def start(
     jobs: Jobs,
     ctx: ServerRequestContext[Any],
@@ -105,8 +115,8 @@ async def start(
     client: str,
     *,
     max_output_bytes: int,
-) -> tuple[types.CallToolResult, RunResult | None]:
-    """Start ``plan`` as a job, wait up to ``wait_s`` for its end; the answer, and the result if it ended.
+) -> Started:
+    """Start ``plan`` as a job and wait up to ``wait_s`` for its end.
 
     A job that could not start raises its ``SpawnFailed`` (and is forgotten): the call failed as any call would.
     """
@@ -115,11 +125,26 @@ async def start(
     if job.state is State.FAILED and not job.spawned and job.error is not None:
         jobs.forget(job, "did not start")
         raise job.error
-    with trio.move_on_after(wait_s):
-        async with reporting(ctx, job.watch):
-            await job.done.wait()
-    now = trio.current_time()
+    if wait_s > 0:
+        with trio.move_on_after(wait_s):
+            async with reporting(ctx, job.watch):
+                await job.done.wait()
     out, err = (_page_on(job, name, job.cursors[name], max_output_bytes) for name in STREAMS)
+    return Started(job, _call_answer(job, out, err), job.result if job.state is not State.WORKING else None)
+
+
+def final_answer(job: Job, max_output_bytes: int) -> types.CallToolResult:
+    """What the call that started ``job`` would have answered had it waited for the end (``tasks/result``).
+
+    Its output from the start (up to ``max_output_bytes`` of each stream; its ``job`` says where to page on),
+    whatever ``job_output`` read before; the same answer each time.
+    """
+    out, err = (job.stream(name).read(0, max_output_bytes) for name in STREAMS)
+    return _call_answer(job, out, err)
+
+
+def _call_answer(job: Job, out: Page, err: Page) -> types.CallToolResult:
+    now = trio.current_time()
     result = job.result
     shown = RunResult(
         exit_code=None if result is None else result.exit_code,
@@ -130,10 +155,9 @@ async def start(
         stderr_truncated=err.next_offset < err.total,
         timed_out=result is not None and result.timed_out,
         duration_s=job.duration_s(now),
-        stages=result.stages if result is not None else ((None, None),) * len(plan.programs or ()),
+        stages=result.stages if result is not None else ((None, None),) * len(job.programs or ()),
     )
-    answer = call_result(shown, error=job.error, programs=plan.programs, job=job_dict(job, now))
-    return answer, result if job.state is not State.WORKING else None
+    return call_result(shown, error=job.error, programs=job.programs, job=job_dict(job, now))
 
 
 def _page_on(job: Job, stream: str, offset: int, max_bytes: int) -> Page:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,7 @@ class Job:
     result: RunResult | None = None  # None until it ends, and when it did not run to an end
     error: ToolError | None = None  # why it failed
     ended: float | None = None
+    ended_at: datetime | None = None  # the wall clock, for clients
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     spawned: bool = False
     done: trio.Event = attrs.field(factory=trio.Event)
@@ -71,6 +72,11 @@ class Job:
 
     def stream(self, name: str) -> StreamBuffer:
         return self.stdout if name == "stdout" else self.stderr
+
+    @property
+    def updated_at(self) -> datetime:
+        """When its state last changed (its start or its end), on the wall clock."""
+        return self.ended_at or self.started_at
 
     def duration_s(self, now: float) -> float:
         return (self.ended if self.ended is not None else now) - self.started
@@ -151,6 +157,18 @@ class Jobs:
         self._nursery.start_soon(self._run, job, plan)
         return job
 
+    def when_ended(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
+        """Run ``then`` once ``job`` ended, in the table's nursery (the server's end cancels it)."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self._after_end, job, then)
+
+    async def _after_end(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
+        await job.done.wait()
+        try:
+            await then()
+        except Exception:  # never the server's end
+            logger.exception("job {}: what ran after its end failed", job.id)
+
     def get(self, job_id: str, owner: str) -> Job:
         """``owner``'s job ``job_id``; ``NotFound`` for any other (the same answer whether it exists or not)."""
         job = self._jobs.get(job_id)
@@ -216,6 +234,7 @@ class Jobs:
 
     def _ended_now(self, job: Job) -> None:
         job.ended = trio.current_time()
+        job.ended_at = datetime.now(timezone.utc)
         if job.error is not None:
             job.state = State.FAILED
         elif job.result is None:

@@ -19,10 +19,11 @@ import mcp_types as types
 import trio
 from loguru import logger
 from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from trio_exec import __version__, job_tools, runner
+from trio_exec import __version__, job_tools, runner, tasks
 from trio_exec.admission import Guards
 from trio_exec.audit import REDACTED, Audit, audited_arguments, redact_argv
 from trio_exec.config import Settings
@@ -86,9 +87,18 @@ def _failed_execution(result: RunResult, timeout_chosen: bool) -> bool:
 
 
 async def _admitted_call(
-    service: Service, ctx: ServerRequestContext[Any], tool: Tool, arguments: Mapping[str, Any], client: str
-) -> types.CallToolResult:
+    service: Service,
+    ctx: ServerRequestContext[Any],
+    tool: Tool,
+    arguments: Mapping[str, Any],
+    client: str,
+    *,
+    task_wait_s: float | None = None,
+) -> types.CallToolResult | job_tools.Started:
     """Guards, validation, execution and one audit record, in DESIGN order.
+
+    With ``task_wait_s`` (a call that asked to be a task: ``trio_exec.tasks``) the call becomes a job whatever its
+    arguments say, and its ``Started`` comes back (after up to ``task_wait_s`` seconds); a refusal is still a result.
 
     One function over 50 lines on purpose: the audit ``record`` and the breaker's ``verdict`` are filled in by
     every step, and its outer ``finally`` is what guarantees one record for every way a call can end.
@@ -122,6 +132,8 @@ async def _admitted_call(
             own, wait_s = (arguments, None)
             if tool.background:
                 own, wait_s = job_tools.background_arguments(arguments, service.settings.runner.max_timeout_s)
+            if task_wait_s is not None:
+                wait_s = task_wait_s
             plan = tool.plan(own, service.defaults)
             record["argv"] = (
                 redact_argv(plan.argv, arguments, keys)
@@ -130,19 +142,17 @@ async def _admitted_call(
             )
             if wait_s is not None:
                 with admission.scope:  # Guards.shutdown ends the wait (the job ends with the server)
-                    response, ended = await _start_job(
+                    launched = await _start_job(
                         service, ctx, tool, plan, wait_s, client, given_timeout="timeout" in own
                     )
                 if admission.scope.cancelled_caught:
                     raise Cancelled("server shutting down: the job was stopped; retry later")
+                ended, job = launched.ended, launched.job
                 verdict = None if ended is None else _failed_execution(ended, plan.timeout_chosen)
-                job = (response.structured_content or {})["job"]
                 record.update(
-                    outcome="ok" if job["error"] is None else job["error"]["code"],
-                    job=job["id"],
-                    job_state=job["state"],
+                    outcome="ok" if job.error is None else job.error.code, job=job.id, job_state=job.state.value
                 )
-                return response
+                return launched if task_wait_s is not None else launched.answer
             watch = runner.OutputWatch()
             with admission.scope, service.inflight.track(http_scope(ctx), ctx.request_id) as abandoned:
                 # admission.scope: cancelled by Guards.shutdown (the call still answers); abandoned: by the HTTP
@@ -190,7 +200,7 @@ async def _start_job(
     client: str,
     *,
     given_timeout: bool,
-) -> tuple[types.CallToolResult, RunResult | None]:
+) -> job_tools.Started:
     """A background call: its plan as a job, limited by ``--job-max-runtime`` unless its 'timeout' says less."""
     if not given_timeout:
         plan = attrs.evolve(plan, timeout_s=service.settings.jobs.job_max_runtime_s, timeout_chosen=False)
@@ -224,7 +234,29 @@ def published(tool: Tool, max_wait_s: float) -> types.Tool:
         input_schema=job_tools.background_schema(schema, max_wait_s) if tool.background else schema,
         output_schema=output_schema(pipeline=tool.pipeline, background=tool.background),
         annotations=None if annotations is None else types.ToolAnnotations.model_validate(annotations),
+        execution=types.ToolExecution(task_support="optional") if tool.background else None,
     )
+
+
+class _Server(Server[Any]):
+    """The SDK's low-level server, declaring ``capabilities.tasks`` (2025-11-25) when some tool runs as a task."""
+
+    tasks: bool = False
+
+    def get_capabilities(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+        *,
+        protocol_version: str | None = None,
+    ) -> types.ServerCapabilities:
+        capabilities = super().get_capabilities(
+            notification_options, experimental_capabilities, extensions, protocol_version=protocol_version
+        )
+        if self.tasks and protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            capabilities.tasks = tasks.capability()
+        return capabilities
 
 
 def build_server(service: Service) -> Server[Any]:
@@ -233,6 +265,10 @@ def build_server(service: Service) -> Server[Any]:
     listed = {name: published(tool, max_wait_s) for name, tool in service.tools.items()}
     if service.background:
         listed.update((t.name, t) for t in job_tools.published(service.settings.runner.max_output_bytes, max_wait_s))
+
+    def unknown(name: str) -> MCPError:
+        names = ", ".join(sorted(listed))
+        return MCPError(code=InvalidParams.jsonrpc_code, message=f"unknown tool {name!r}; the tools are: {names}")
 
     async def list_tools(
         ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
@@ -245,13 +281,26 @@ def build_server(service: Service) -> Server[Any]:
         if tool is None and params.name in job_tools.NAMES and service.background:
             return await job_tools.call(service, ctx, params.name, arguments, client_key(ctx))
         if tool is None:
-            names = ", ".join(sorted(listed))
-            raise MCPError(
-                code=InvalidParams.jsonrpc_code, message=f"unknown tool {params.name!r}; the tools are: {names}"
-            )
-        return await _admitted_call(service, ctx, tool, tool.as_texts(arguments), client_key(ctx))
+            raise unknown(params.name)
+        answer = await _admitted_call(service, ctx, tool, tool.as_texts(arguments), client_key(ctx))
+        return answer.answer if isinstance(answer, job_tools.Started) else answer
 
-    return Server(
+    async def call_as_task(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | job_tools.Started:
+        tool = service.tools.get(params.name)
+        if tool is None and params.name not in listed:
+            raise unknown(params.name)
+        if tool is None or not tool.background:
+            raise MCPError(
+                code=tasks.METHOD_NOT_FOUND,
+                message=f"tool {params.name!r} does not run as a task (its execution.taskSupport is forbidden): "
+                "call it without 'task'",
+            )
+        arguments = tool.as_texts(params.arguments or {})
+        return await _admitted_call(service, ctx, tool, arguments, client_key(ctx), task_wait_s=0.0)
+
+    server = _Server(
         "trio-exec",
         version=__version__,
         instructions="Runs operator-approved commands. Each tool runs one fixed program; arguments are "
@@ -260,3 +309,7 @@ def build_server(service: Service) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+    if service.background:
+        server.tasks = True
+        tasks.TaskMethods(service, call_as_task, client_key, http_scope).register(server)
+    return server

@@ -1,0 +1,254 @@
+"""MCP tasks end to end, revision 2025-11-25: raw JSON-RPC over stdio and Streamable HTTP, real commands.
+
+(The Python client does not speak these tasks; tests/test_node_clients.py drives the TypeScript SDK's.) Every
+wait is the server's own (``tasks/result`` blocks until the end), never a sleep of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import jsonschema
+import mcp_types as types
+import pytest
+import trio
+from trio.testing import MockClock
+
+from tests.conftest import processes_with, until_gone
+from tests.harness import serving
+from tests.rawrpc import LEGACY, http_headers, lines, post
+from tests.test_jobs_e2e import config, counting, forever
+from trio_exec.results import output_schema
+
+HTTP = ["--transport", "streamable-http"]
+
+
+def call_as_task(tool: str, arguments: dict[str, Any], **task: Any) -> dict[str, Any]:
+    return {"name": tool, "arguments": arguments, "task": task}
+
+
+def task_of(created: dict[str, Any]) -> dict[str, Any]:
+    """The ``task`` of a ``CreateTaskResult``, checked by the SDK's own model."""
+    types.CreateTaskResult.model_validate(created)
+    task: dict[str, Any] = created["task"]
+    return task
+
+
+async def started(marker: str) -> None:
+    with trio.fail_after(30):
+        while not processes_with(marker):  # noqa: ASYNC110 - a process of its own: no event to wait on
+            await trio.sleep(0.01)
+
+
+async def test_background_tools_declare_task_support_and_the_server_the_tasks_capability(tmp_path: Path) -> None:
+    args = config(tmp_path, {"count": counting(1)})
+    async with lines(*args, "--cmd", 'echo|"echo {message}"') as (client, _):
+        init = await client.result(
+            "initialize",
+            {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "again", "version": "1"}},
+        )
+        tools = {t["name"]: t for t in (await client.result("tools/list"))["tools"]}
+    assert init["capabilities"]["tasks"] == {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    assert tools["count"]["execution"] == {"taskSupport": "optional"}
+    assert [name for name, t in tools.items() if "execution" in t] == ["count"]  # echo and the job tools: forbidden
+
+
+async def test_a_server_without_background_tools_has_no_tasks() -> None:
+    async with lines("--cmd", 'echo|"echo {message}"') as (client, _):
+        init = await client.result(
+            "initialize",
+            {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "again", "version": "1"}},
+        )
+        get = await client.request("tasks/get", {"taskId": "x"})
+        called = await client.request("tools/call", call_as_task("echo", {"message": "plain"}))
+    assert "tasks" not in init["capabilities"]
+    assert get["error"]["code"] == -32601
+    assert called["result"]["structuredContent"]["stdout"] == "plain\n"  # no task capability: the task field is ignored
+
+
+async def test_a_task_runs_to_its_end_and_tasks_result_answers_what_the_call_would_have(tmp_path: Path) -> None:
+    async with lines(*config(tmp_path, {"count": counting(20)})) as (client, _):
+        task = task_of(await client.result("tools/call", call_as_task("count", {}, ttl=60_000)))
+        polled = await client.result("tasks/get", {"taskId": task["taskId"]})
+        final = await client.result("tasks/result", {"taskId": task["taskId"]})  # blocks until the end
+        ended = await client.result("tasks/get", {"taskId": task["taskId"]})
+        again = await client.result("tasks/result", {"taskId": task["taskId"]})
+        listed = await client.result("tasks/list", {})
+        notified = await client.notification("notifications/tasks/status")
+    assert task["status"] == "working"
+    assert task["ttl"] == 900_000
+    assert task["pollInterval"] == 1000
+    assert polled["taskId"] == task["taskId"]
+    types.GetTaskResult.model_validate(polled)
+    assert polled["createdAt"] == task["createdAt"]
+    content = final["structuredContent"]
+    jsonschema.validate(content, output_schema(pipeline=False, background=True))
+    assert final["isError"] is False
+    assert content["exit_code"] == 3
+    assert content["stdout"] == "".join(f"line {i}\n" for i in range(20))
+    assert final["_meta"]["io.modelcontextprotocol/related-task"] == {"taskId": task["taskId"]}
+    assert again == final  # the same answer each time
+    assert ended["status"] == "completed"
+    assert ended["statusMessage"] == "the command exited with code 3"
+    assert ended["lastUpdatedAt"] >= ended["createdAt"]
+    assert [t["taskId"] for t in listed["tasks"]] == [task["taskId"]]
+    types.ListTasksResult.model_validate(listed)
+    assert notified["params"]["taskId"] == task["taskId"]
+    assert notified["params"]["status"] == "completed"
+    assert "_meta" not in notified["params"]
+
+
+async def test_tasks_cancel_stops_the_process_group_and_a_second_cancel_is_refused(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    async with lines(*config(tmp_path, {"up": forever(marker)})) as (client, _):
+        task = task_of(await client.result("tools/call", call_as_task("up", {})))
+        await started(marker)
+        cancelled = await client.result("tasks/cancel", {"taskId": task["taskId"]})
+        await until_gone(marker)
+        twice = await client.request("tasks/cancel", {"taskId": task["taskId"]})
+        final = await client.result("tasks/result", {"taskId": task["taskId"]})
+    types.CancelTaskResult.model_validate(cancelled)
+    assert cancelled["status"] == "cancelled"
+    assert twice["error"]["code"] == -32602
+    assert "already ended (cancelled)" in twice["error"]["message"]
+    assert final["isError"] is False
+    assert final["structuredContent"]["job"]["state"] == "cancelled"
+
+
+async def test_a_job_past_its_time_limit_is_a_failed_task(tmp_path: Path, mock_clock: MockClock) -> None:
+    mock_clock.rate = 1
+    marker = f"m-{uuid.uuid4().hex}"
+    async with lines(*config(tmp_path, {"up": forever(marker)}, "--job-max-runtime", "30")) as (client, _):
+        task = task_of(await client.result("tools/call", call_as_task("up", {})))
+        await started(marker)
+        async with trio.open_nursery() as nursery:
+            answers: list[dict[str, Any]] = []
+
+            async def result() -> None:
+                answers.append(await client.result("tasks/result", {"taskId": task["taskId"]}))
+
+            nursery.start_soon(result)
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(31)  # under the raw client's own 60 s bound on an answer
+        failed = await client.result("tasks/get", {"taskId": task["taskId"]})
+    await until_gone(marker)
+    assert failed["status"] == "failed"  # at 2025-11-25 a tool error (isError) is a failed task
+    assert failed["statusMessage"].startswith("timeout: the job ran for its time limit of 30s")
+    (final,) = answers
+    assert final["isError"] is True
+    assert final["structuredContent"]["error"]["code"] == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "says"),
+    [
+        ("tasks/get", {"taskId": "nope"}, -32602, "no job 'nope' of this client"),
+        ("tasks/result", {"taskId": "nope"}, -32602, "no job 'nope' of this client"),
+        ("tasks/cancel", {"taskId": "nope"}, -32602, "no job 'nope' of this client"),
+        ("tasks/get", {}, -32602, ""),
+        ("tasks/list", {"cursor": "garbage"}, -32602, "invalid cursor 'garbage'"),
+        ("tools/call", call_as_task("job_list", {}), -32601, "does not run as a task"),
+        ("tools/call", call_as_task("echo", {"message": "x"}), -32601, "execution.taskSupport is forbidden"),
+        ("tools/call", call_as_task("nosuch", {}), -32602, "unknown tool 'nosuch'"),
+        ("tools/call", call_as_task("count", {"extra": 1}), -32602, "invalid_arguments:"),
+        ("trio-exec/tools/call-as-task", {"name": "count", "arguments": {}}, -32601, "Method not found"),
+    ],
+)
+async def test_task_requests_that_cannot_be_served_are_json_rpc_errors_that_say_why(
+    tmp_path: Path, method: str, params: dict[str, Any], code: int, says: str
+) -> None:
+    args = config(tmp_path, {"count": counting(1)}, "--cmd", 'echo|"echo {message}"')
+    async with lines(*args) as (client, _):
+        answer = await client.request(method, params)
+        listed = await client.result("tasks/list", {})
+    assert answer["error"]["code"] == code, answer
+    assert says in answer["error"]["message"]
+    assert listed["tasks"] == []  # nothing was started
+
+
+async def test_a_refused_task_call_carries_the_structured_error(tmp_path: Path) -> None:
+    async with lines(*config(tmp_path, {"count": counting(1)})) as (client, _):
+        answer = await client.request("tools/call", call_as_task("count", {"extra": 1}))
+    assert answer["error"]["data"]["error"]["code"] == "invalid_arguments"
+
+
+async def test_tasks_list_pages_with_a_cursor(tmp_path: Path) -> None:
+    args = config(tmp_path, {"count": counting(1)}, "--max-jobs", "200", "--max-jobs-per-client", "150")
+    async with lines(*args) as (client, _):
+        created = [task_of(await client.result("tools/call", call_as_task("count", {})))["taskId"] for _ in range(130)]
+        first = await client.result("tasks/list", {})
+        second = await client.result("tasks/list", {"cursor": first["nextCursor"]})
+    assert len(first["tasks"]) == 100
+    assert "nextCursor" not in second
+    assert [t["taskId"] for t in first["tasks"] + second["tasks"]] == created
+
+
+async def test_a_job_started_with_background_is_a_task_too(tmp_path: Path) -> None:
+    async with lines(*config(tmp_path, {"count": counting(3)})) as (client, _):
+        called = await client.result("tools/call", {"name": "count", "arguments": {"background": True}})
+        job = called["structuredContent"]["job"]
+        final = await client.result("tasks/result", {"taskId": job["id"]})
+    assert final["structuredContent"]["stdout"] == "line 0\nline 1\nline 2\n"
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+async def test_over_http_a_task_outlives_its_session_and_other_clients_cannot_reach_it(
+    tmp_path: Path, stateful: bool
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("token-of-a-" + "a" * 16 + "\ntoken-of-b-" + "b" * 16 + "\n")
+    args = [*HTTP, *config(tmp_path, {"count": counting(10)}), "--auth-token-file", str(tokens)]
+    a, b = (http_headers(authorization=f"Bearer token-of-{x}-{x * 16}") for x in "ab")
+    ids = iter(range(1, 100))
+
+    def rpc(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        return {"jsonrpc": "2.0", "id": next(ids), "method": method, "params": params}
+
+    async def session(h: httpx2.AsyncClient, url: str, headers: dict[str, str]) -> dict[str, str]:
+        if not stateful:
+            return headers
+        init = {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        opened = await h.post(url, json=rpc("initialize", init), headers=headers)
+        headers = {**headers, "mcp-session-id": opened.headers["mcp-session-id"]}
+        await h.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        return headers
+
+    async with serving(*args, *(["--stateful"] if stateful else [])) as server, httpx2.AsyncClient(timeout=60) as h:
+        first = await session(h, server.url, a)
+        created = await post(h, server.url, rpc("tools/call", call_as_task("count", {})), first)
+        task_id = task_of(created["result"])["taskId"]
+        if stateful:
+            await h.delete(server.url, headers=first)  # the session ends; the task does not
+        later = await session(h, server.url, a)
+        final = await post(h, server.url, rpc("tasks/result", {"taskId": task_id}), later)
+        other = await session(h, server.url, b)
+        theirs = [await post(h, server.url, rpc(m, {"taskId": task_id}), other) for m in ("tasks/get", "tasks/cancel")]
+        listed = await post(h, server.url, rpc("tasks/list", {}), other)
+    assert final["result"]["structuredContent"]["stdout"].count("line") == 10
+    assert [t["error"]["code"] for t in theirs] == [-32602, -32602]
+    assert listed["result"]["tasks"] == []
+
+
+async def test_stopping_the_server_cancels_its_tasks(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    async with lines(*config(tmp_path, {"up": forever(marker)})) as (client, served):
+        task_of(await client.result("tools/call", call_as_task("up", {})))
+        await started(marker)
+        await served.stop()
+    await until_gone(marker)
+
+
+async def test_task_calls_are_audited_like_any_call(tmp_path: Path) -> None:
+    audit = tmp_path / "audit.jsonl"
+    async with lines(*config(tmp_path, {"count": counting(2)}), "--audit-log", str(audit)) as (client, _):
+        task = task_of(await client.result("tools/call", call_as_task("count", {})))
+        await client.result("tasks/result", {"taskId": task["taskId"]})
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    events = [(r["event"], r.get("job")) for r in records if r["event"] != "startup"]
+    assert ("call", task["taskId"]) in events
+    assert ("job_end", task["taskId"]) in events
+    assert ("job_read", task["taskId"]) in events
