@@ -20,7 +20,29 @@ from tests.harness import Served, serving
 from trio_exec.transports.stdio import read_lines
 
 LEGACY = "2025-11-25"
+MODERN = "2026-07-28"
+TASKS = "io.modelcontextprotocol/tasks"
 CLIENT_INFO = {"name": "raw", "version": "1"}
+NAMED = {"tools/call": "name", "tasks/get": "taskId", "tasks/update": "taskId", "tasks/cancel": "taskId"}
+
+
+def envelope(params: dict[str, Any], *, tasks: bool = True) -> dict[str, Any]:
+    """``params`` with the 2026-07-28 per-request ``_meta`` (declaring the tasks extension unless told not to)."""
+    capabilities: dict[str, Any] = {"extensions": {TASKS: {}}} if tasks else {}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientInfo": CLIENT_INFO,
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+    }
+    return {**params, "_meta": meta}
+
+
+def modern_headers(method: str, params: dict[str, Any], **more: str) -> dict[str, str]:
+    """The routing headers of a 2026-07-28 request over Streamable HTTP."""
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": MODERN, "mcp-method": method}
+    if method in NAMED:
+        headers["mcp-name"] = str(params[NAMED[method]])
+    return {**headers, **more}
 
 
 class Lines:
@@ -74,8 +96,10 @@ class Lines:
 
 
 @asynccontextmanager
-async def lines(*args: str, capabilities: dict[str, Any] | None = None) -> AsyncIterator[tuple[Lines, Served]]:
-    """``trio-exec ARGS`` on stdio, in-process, initialized at 2025-11-25 by a raw client."""
+async def lines(
+    *args: str, capabilities: dict[str, Any] | None = None, initialize: bool = True
+) -> AsyncIterator[tuple[Lines, Served]]:
+    """``trio-exec ARGS`` on stdio, in-process, initialized at 2025-11-25 by a raw client (unless told not to)."""
     ours, theirs = trio.socket.socketpair()
     server_end, client_end = trio.SocketStream(theirs), trio.SocketStream(ours)
     async with serving(*args, wire=(server_end, server_end)) as served:
@@ -83,9 +107,10 @@ async def lines(*args: str, capabilities: dict[str, Any] | None = None) -> Async
             async with trio.open_nursery() as nursery:
                 client = Lines(client_end)
                 nursery.start_soon(client.read)
-                init = {"protocolVersion": LEGACY, "capabilities": capabilities or {}, "clientInfo": CLIENT_INFO}
-                await client.result("initialize", init)
-                await client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+                if initialize:
+                    init = {"protocolVersion": LEGACY, "capabilities": capabilities or {}, "clientInfo": CLIENT_INFO}
+                    await client.result("initialize", init)
+                    await client.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
                 try:
                     yield client, served
                 finally:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,12 @@ from trio.testing import MockClock
 
 from tests.conftest import processes_with, until_gone
 from tests.harness import serving
-from tests.rawrpc import LEGACY, http_headers, lines, post
+from tests.rawrpc import LEGACY, TASKS, envelope, http_headers, lines, modern_headers, post
 from tests.test_jobs_e2e import config, counting, forever
 from trio_exec.results import output_schema
 
 HTTP = ["--transport", "streamable-http"]
+RELATED = "io.modelcontextprotocol/related-task"
 
 
 def call_as_task(tool: str, arguments: dict[str, Any], **task: Any) -> dict[str, Any]:
@@ -252,3 +255,179 @@ async def test_task_calls_are_audited_like_any_call(tmp_path: Path) -> None:
     assert ("call", task["taskId"]) in events
     assert ("job_end", task["taskId"]) in events
     assert ("job_read", task["taskId"]) in events
+
+
+# --- revision 2026-07-28: the io.modelcontextprotocol/tasks extension (SEP-2663) ---------------------------------
+
+
+class Modern:
+    """A stateless 2026-07-28 client over Streamable HTTP, raw: each request carries its own envelope."""
+
+    def __init__(self, h: httpx2.AsyncClient, url: str, **headers: str) -> None:
+        self.h, self.url, self.headers = h, url, headers
+        self.ids = iter(range(1, 10_000))
+
+    async def request(
+        self, method: str, params: dict[str, Any], *, tasks: bool = True, **headers: str
+    ) -> dict[str, Any]:
+        params = envelope(params, tasks=tasks)
+        message = {"jsonrpc": "2.0", "id": next(self.ids), "method": method, "params": params}
+        return await post(self.h, self.url, message, modern_headers(method, params, **{**self.headers, **headers}))
+
+    async def result(self, method: str, params: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        answer = await self.request(method, params, **kw)
+        assert "result" in answer, answer
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    async def until_end(self, task_id: str) -> dict[str, Any]:
+        """Its ``tasks/get`` once it ended (the wait is job_output's, the same job by the tools face)."""
+        waited = await self.result(
+            "tools/call", {"name": "job_output", "arguments": {"id": task_id, "wait_s": 30, "until": "end"}}
+        )
+        assert waited["structuredContent"]["job"]["state"] != "working", waited
+        return await self.result("tasks/get", {"taskId": task_id})
+
+
+@asynccontextmanager
+async def modern(tmp_path: Path, tools: dict[str, str], *extra: str, **headers: str) -> AsyncIterator[Modern]:
+    async with serving(*HTTP, *config(tmp_path, tools), *extra) as server, httpx2.AsyncClient(timeout=60) as h:
+        yield Modern(h, server.url, **headers)
+
+
+async def test_the_extension_is_advertised_in_discover_and_not_the_2025_capability(tmp_path: Path) -> None:
+    async with modern(tmp_path, {"count": counting(1)}) as client:
+        discovered = await client.result("server/discover", {})
+    assert discovered["capabilities"]["extensions"] == {TASKS: {}}
+    assert "tasks" not in discovered["capabilities"]
+
+
+async def test_a_declaring_client_gets_a_task_and_tasks_get_inlines_the_result(tmp_path: Path) -> None:
+    async with modern(tmp_path, {"count": counting(20)}) as client:
+        created = await client.result("tools/call", {"name": "count", "arguments": {}})
+        polled = await client.result("tasks/get", {"taskId": created["taskId"]})
+        ended = await client.until_end(created["taskId"])
+    assert created["resultType"] == "task"
+    assert created["status"] == "working"
+    assert created["ttlMs"] == 900_000
+    assert created["pollIntervalMs"] == 1000
+    assert not {"ttl", "pollInterval", "task", "result", "error", "inputRequests", "requestState"} & set(created)
+    assert polled["resultType"] == "complete"
+    assert polled["taskId"] == created["taskId"]
+    assert ended["status"] == "completed"
+    result = ended["result"]
+    types.CallToolResult.model_validate(result)
+    assert result["resultType"] == "complete"
+    assert result["isError"] is False
+    assert result["structuredContent"]["stdout"].count("line") == 20
+    assert RELATED not in result.get("_meta", {})
+
+
+async def test_a_call_that_ends_at_once_answers_without_a_task(tmp_path: Path) -> None:
+    async with modern(tmp_path, {"quick": counting(1, pause_s=0)}) as client:
+        answer = await client.result("tools/call", {"name": "quick", "arguments": {}})
+    assert answer["resultType"] == "complete"
+    assert "taskId" not in answer
+    assert answer["structuredContent"]["stdout"] == "line 0\n"
+    assert answer["structuredContent"]["job"]["state"] == "completed"
+
+
+async def test_a_client_without_the_extension_gets_the_whole_answer_and_the_task_field_is_ignored(
+    tmp_path: Path,
+) -> None:
+    async with modern(tmp_path, {"count": counting(10)}) as client:
+        plain = await client.result("tools/call", {"name": "count", "arguments": {}}, tasks=False)
+        hinted = await client.result(
+            "tools/call", {"name": "count", "arguments": {}, "task": {"ttl": 60000}}, tasks=False
+        )
+    for answer in (plain, hinted):
+        assert answer["resultType"] == "complete"
+        assert "taskId" not in answer
+        assert answer["structuredContent"]["stdout"].count("line") == 10
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "tasks", "headers", "code"),
+    [
+        ("tasks/get", {"taskId": "gate"}, False, {}, -32021),
+        ("tasks/update", {"taskId": "gate", "inputResponses": {}}, False, {}, -32021),
+        ("tasks/cancel", {"taskId": "gate"}, False, {}, -32021),
+        ("tasks/get", {"taskId": "nope"}, True, {}, -32602),
+        ("tasks/cancel", {"taskId": "nope"}, True, {}, -32602),
+        ("tasks/result", {"taskId": "nope"}, True, {}, -32601),
+        ("tasks/list", {}, True, {}, -32601),
+        ("tasks/get", {"taskId": "nope"}, False, {"mcp-name": "another"}, -32020),
+    ],
+)
+async def test_modern_task_requests_that_cannot_be_served_are_the_extensions_errors(
+    tmp_path: Path, method: str, params: dict[str, Any], tasks: bool, headers: dict[str, str], code: int
+) -> None:
+    async with modern(tmp_path, {"count": counting(1)}) as client:
+        answer = await client.request(method, params, tasks=tasks, **headers)
+    assert answer["error"]["code"] == code, answer
+    if code == -32021:
+        assert answer["error"]["data"] == {"requiredCapabilities": {"extensions": {TASKS: {}}}}
+
+
+async def test_modern_cancel_acknowledges_stops_the_process_group_and_acknowledges_again(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    async with modern(tmp_path, {"up": forever(marker)}) as client:
+        created = await client.result("tools/call", {"name": "up", "arguments": {}})
+        await started(marker)
+        first = await client.result("tasks/cancel", {"taskId": created["taskId"]})
+        await until_gone(marker)
+        second = await client.result("tasks/cancel", {"taskId": created["taskId"]})
+        updated = await client.result("tasks/update", {"taskId": created["taskId"], "inputResponses": {"k": {}}})
+        ended = await client.result("tasks/get", {"taskId": created["taskId"]})
+    for ack in (first, second, updated):
+        assert set(ack) - {"_meta"} == {"resultType"}
+        assert ack["resultType"] == "complete"
+    assert ended["status"] == "cancelled"
+    assert not {"result", "error"} & set(ended)
+
+
+async def test_a_modern_job_past_its_time_limit_is_completed_with_is_error(
+    tmp_path: Path, mock_clock: MockClock
+) -> None:
+    mock_clock.rate = 1
+    marker = f"m-{uuid.uuid4().hex}"
+    async with modern(tmp_path, {"up": forever(marker)}, "--job-max-runtime", "30") as client:
+        created = await client.result("tools/call", {"name": "up", "arguments": {}})
+        await started(marker)
+        mock_clock.jump(31)
+        await until_gone(marker)
+        ended = await client.until_end(created["taskId"])
+    assert ended["status"] == "completed"  # at 2026-07-28 a tool error is a completed task
+    assert ended["result"]["isError"] is True
+    assert ended["result"]["structuredContent"]["error"]["code"] == "timeout"
+
+
+async def test_another_client_cannot_see_or_stop_a_modern_task(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("token-of-a-" + "a" * 16 + "\ntoken-of-b-" + "b" * 16 + "\n")
+    marker = f"m-{uuid.uuid4().hex}"
+    args = [*HTTP, *config(tmp_path, {"up": forever(marker)}), "--auth-token-file", str(tokens)]
+    async with serving(*args) as server, httpx2.AsyncClient(timeout=60) as h:
+        a, b = (Modern(h, server.url, authorization=f"Bearer token-of-{x}-{x * 16}") for x in "ab")
+        created = await a.result("tools/call", {"name": "up", "arguments": {}})
+        theirs = [await b.request(m, {"taskId": created["taskId"]}) for m in ("tasks/get", "tasks/cancel")]
+        still = await a.result("tasks/get", {"taskId": created["taskId"]})
+        await a.result("tasks/cancel", {"taskId": created["taskId"]})
+    await until_gone(marker)
+    assert [t["error"]["code"] for t in theirs] == [-32602, -32602]
+    assert still["status"] == "working"
+
+
+async def test_modern_tasks_over_stdio(tmp_path: Path) -> None:
+    async with lines(*config(tmp_path, {"count": counting(20)}), initialize=False) as (client, _):
+        created = await client.result("tools/call", envelope({"name": "count", "arguments": {}}))
+        waited = await client.result(
+            "tools/call",
+            envelope({"name": "job_output", "arguments": {"id": created["taskId"], "wait_s": 30, "until": "end"}}),
+        )
+        ended = await client.result("tasks/get", envelope({"taskId": created["taskId"]}))
+        ungated = await client.request("tasks/get", envelope({"taskId": created["taskId"]}, tasks=False))
+    assert created["resultType"] == "task"
+    assert waited["structuredContent"]["job"]["state"] == "completed"
+    assert ended["result"]["structuredContent"]["exit_code"] == 3
+    assert ungated["error"]["code"] == -32021

@@ -275,15 +275,23 @@ def build_server(service: Service) -> Server[Any]:
     ) -> types.ListToolsResult:
         return types.ListToolsResult(tools=list(listed.values()))
 
-    async def call_tool(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call_tool(
+        ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | dict[str, Any]:
         tool = service.tools.get(params.name)
         arguments = params.arguments or {}
         if tool is None and params.name in job_tools.NAMES and service.background:
             return await job_tools.call(service, ctx, params.name, arguments, client_key(ctx))
         if tool is None:
             raise unknown(params.name)
-        answer = await _admitted_call(service, ctx, tool, tool.as_texts(arguments), client_key(ctx))
-        return answer.answer if isinstance(answer, job_tools.Started) else answer
+        as_task = tool.background and tasks.modern(ctx) and tasks.declared(ctx)  # 2026-07-28: the server decides
+        wait_s = tasks.IMMEDIATE_S if as_task else None
+        answer = await _admitted_call(service, ctx, tool, tool.as_texts(arguments), client_key(ctx), task_wait_s=wait_s)
+        if not isinstance(answer, job_tools.Started):
+            return answer
+        if as_task and answer.ended is None:
+            return methods.created(answer.job)
+        return answer.answer
 
     async def call_as_task(
         ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
@@ -300,6 +308,7 @@ def build_server(service: Service) -> Server[Any]:
         arguments = tool.as_texts(params.arguments or {})
         return await _admitted_call(service, ctx, tool, arguments, client_key(ctx), task_wait_s=0.0)
 
+    methods = tasks.TaskMethods(service, call_as_task, client_key, http_scope)
     server = _Server(
         "trio-exec",
         version=__version__,
@@ -307,9 +316,9 @@ def build_server(service: Service) -> Server[Any]:
         "validated and passed as argv, never through a shell.",
         get_tool_input_schema=lambda name: t.input_schema if (t := listed.get(name)) else None,
         on_list_tools=list_tools,
-        on_call_tool=call_tool,
     )
+    server.add_request_handler("tools/call", types.CallToolRequestParams, call_tool)  # may answer a task (2026)
     if service.background:
         server.tasks = True
-        tasks.TaskMethods(service, call_as_task, client_key, http_scope).register(server)
+        methods.register(server)
     return server

@@ -8,6 +8,14 @@ would have, ``tasks/list`` lists the client's tasks, ``tasks/cancel`` stops one;
 says when one ended. A task is a job: the same owner check, limits, time limit, output buffers and audit records
 as the job tools, and a job started by ``background: true`` is a task too.
 
+Revision 2026-07-28 (the ``io.modelcontextprotocol/tasks`` extension, SEP-2663): the server lists the extension
+under ``capabilities.extensions`` and a client declares it per request (``_meta`` client capabilities). The server
+decides: a background tool's call from a declaring client that has not ended within ``IMMEDIATE_S`` answers a flat
+task (``resultType: "task"``, ``ttlMs``, ``pollIntervalMs``); ``tasks/get`` inlines the result (or the error) once
+it ended, ``tasks/update`` and ``tasks/cancel`` answer an empty result, ``tasks/result`` and ``tasks/list`` no longer
+exist. A tool error is ``completed`` with ``isError: true``; only the server's own failure is ``failed``. A
+``task`` field in the call is ignored, and a client that did not declare the extension gets no task.
+
 The SDK validates a ``tools/call`` answer as a ``CallToolResult`` whatever the call asked for, so ``route_task_calls``
 (a ``Server.middleware`` entry) hands a ``tools/call`` carrying ``task`` to a method of its own, which the SDK
 checks like any (initialized connection, params against ``CallToolRequestParams``) and does not reshape.
@@ -17,7 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import mcp_types as types
@@ -35,7 +43,9 @@ from trio_exec.jobs import Job, State
 if TYPE_CHECKING:
     from trio_exec.server import Service
 
+EXTENSION = "io.modelcontextprotocol/tasks"
 RELATED_TASK = "io.modelcontextprotocol/related-task"
+IMMEDIATE_S = 0.5  # 2026-07-28: a call that ends within this answers at once, without a task
 POLL_INTERVAL_MS = 1000
 LIST_PAGE = 100  # tasks per tasks/list page
 CALL_AS_TASK = "trio-exec/tools/call-as-task"  # where route_task_calls sends a task-augmented tools/call
@@ -49,6 +59,15 @@ StartCall = Callable[
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
+HEADER_MISMATCH = -32020
+MISSING_CAPABILITY = -32021
+
+
+class UpdateTaskParams(types.RequestParams):
+    """``tasks/update`` (2026-07-28): answers to a task's input requests (this server never asks any)."""
+
+    task_id: str
+    input_responses: dict[str, Any] | None = None
 
 
 def capability() -> types.ServerTasksCapability:
@@ -64,6 +83,23 @@ def capability() -> types.ServerTasksCapability:
 
 def modern(ctx: ServerRequestContext[Any]) -> bool:
     return ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+def declared(ctx: ServerRequestContext[Any]) -> bool:
+    """This request's client declared the tasks extension (2026-07-28: per request, in ``_meta``)."""
+    capabilities = ctx.session.client_capabilities
+    return bool(capabilities and capabilities.extensions and EXTENSION in capabilities.extensions)
+
+
+def missing_extension(what: str) -> MCPError:
+    data = types.MissingRequiredClientCapabilityErrorData(
+        required_capabilities=types.ClientCapabilities(extensions={EXTENSION: {}})
+    )
+    return MCPError(
+        code=MISSING_CAPABILITY,
+        message=f"{what} needs the {EXTENSION} extension: declare it in this request's client capabilities",
+        data=data.model_dump(by_alias=True, mode="json", exclude_none=True),
+    )
 
 
 def status_message(job: Job) -> str:
@@ -99,6 +135,32 @@ def task_fields(job: Job, ttl_ms: int) -> dict[str, Any]:
         poll_interval=POLL_INTERVAL_MS,
     )
     return task.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+def _modern_status(job: Job) -> str:
+    if job.state is State.FAILED and job.error is not None and job.error.code == "internal":
+        return "failed"  # the server's own failure; a tool error (a timeout) is a completed task with isError
+    return {State.WORKING: "working", State.CANCELLED: "cancelled"}.get(job.state, "completed")
+
+
+def modern_task(job: Job, ttl_ms: int, max_output_bytes: int) -> dict[str, Any]:
+    """``job`` as a 2026-07-28 task: its result inlined once it completed, its error once it failed."""
+    status = _modern_status(job)
+    task: dict[str, Any] = {
+        "taskId": job.id,
+        "status": status,
+        "statusMessage": status_message(job),
+        "createdAt": _iso(job.started_at),
+        "lastUpdatedAt": _iso(job.updated_at),
+        "ttlMs": ttl_ms,
+        "pollIntervalMs": POLL_INTERVAL_MS,
+    }
+    if status == "completed":
+        answer = job_tools.final_answer(job, max_output_bytes)
+        task["result"] = {"resultType": "complete", **answer.model_dump(by_alias=True, mode="json", exclude_none=True)}
+    elif status == "failed" and job.error is not None:
+        task["error"] = {"code": INTERNAL_ERROR, "message": job.error.message}
+    return task
 
 
 def _iso(moment: Any) -> str:
@@ -150,13 +212,33 @@ class TaskMethods:
         server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams, self.result)
         server.add_request_handler("tasks/list", types.PaginatedRequestParams, self.list)
         server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams, self.cancel)
+        server.add_request_handler("tasks/update", UpdateTaskParams, self.update)
         server.middleware.append(route_task_calls)
+        server.extensions[EXTENSION] = {}
 
     def _job(self, ctx: ServerRequestContext[Any], task_id: str) -> Job:
         try:
             return self.jobs.get(task_id, self.client_of(ctx))
         except NotFound as e:
             raise not_found(e) from None
+
+    def created(self, job: Job) -> dict[str, Any]:
+        """The 2026-07-28 answer to a call that became a task (the job is in the table before it is sent)."""
+        task = modern_task(job, self.ttl_ms, self.service.settings.runner.max_output_bytes)
+        return {"resultType": "task", **{k: v for k, v in task.items() if k not in ("result", "error")}}
+
+    def _modern_job(self, ctx: ServerRequestContext[Any], method: str, task_id: str) -> Job:
+        """The checks of a 2026-07-28 ``tasks/*`` request, in the extension's order: headers, extension, id."""
+        scope = self.http_scope_of(ctx)
+        if isinstance(scope, Mapping):
+            named = dict(scope.get("headers") or ()).get(b"mcp-name")
+            if named is None or named.decode("latin-1") != task_id:
+                raise MCPError(
+                    code=HEADER_MISMATCH, message="mcp-name header does not match the request body's 'taskId' parameter"
+                )
+        if not declared(ctx):
+            raise missing_extension(method)
+        return self._job(ctx, task_id)
 
     async def call_as_task(self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> HandlerResult:
         if not _ROUTED.get():
@@ -179,10 +261,22 @@ class TaskMethods:
                 logger.debug("task {}: status notification not sent ({})", job.id, type(e).__name__)
 
     async def get(self, ctx: ServerRequestContext[Any], params: types.GetTaskRequestParams) -> HandlerResult:
+        if modern(ctx):
+            job = self._modern_job(ctx, "tasks/get", params.task_id)
+            task = modern_task(job, self.ttl_ms, self.service.settings.runner.max_output_bytes)
+            return {"resultType": "complete", **task}
         job = self._job(ctx, params.task_id)
         return types.GetTaskResult.model_validate(task_fields(job, self.ttl_ms))
 
+    async def update(self, ctx: ServerRequestContext[Any], params: UpdateTaskParams) -> HandlerResult:
+        if not modern(ctx):
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/update")
+        self._modern_job(ctx, "tasks/update", params.task_id)
+        return {}  # this server never asks for input: an answer changes nothing
+
     async def result(self, ctx: ServerRequestContext[Any], params: types.GetTaskPayloadRequestParams) -> HandlerResult:
+        if modern(ctx):  # tasks/get inlines the result at 2026-07-28
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/result")
         job = self._job(ctx, params.task_id)
         with self.service.inflight.track(self.http_scope_of(ctx), ctx.request_id):  # the client may stop waiting
             await job.done.wait()
@@ -193,6 +287,8 @@ class TaskMethods:
         return dumped
 
     async def list(self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams) -> HandlerResult:
+        if modern(ctx):
+            raise MCPError(code=METHOD_NOT_FOUND, message="Method not found", data="tasks/list")
         mine = self.jobs.mine(self.client_of(ctx))
         start = 0
         if params.cursor is not None:
@@ -207,6 +303,10 @@ class TaskMethods:
         )
 
     async def cancel(self, ctx: ServerRequestContext[Any], params: types.CancelTaskRequestParams) -> HandlerResult:
+        if modern(ctx):  # an acknowledgement, for a running task and an ended one alike
+            job = self._modern_job(ctx, "tasks/cancel", params.task_id)
+            await self.jobs.cancel(job)
+            return {}
         job = self._job(ctx, params.task_id)
         if job.state is not State.WORKING:
             raise MCPError(
