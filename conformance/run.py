@@ -9,7 +9,8 @@
    no custom headers), once stateless (the default) and once ``--stateful``; each is tested against
    the requirement sets of both protocol eras (2025-11-25: initialize handshake; 2026-07-28: per-request
    ``_meta``). The first listed tool, ``date``, takes no arguments: the header-validation scenario
-   calls the first tool with ``{}``.
+   calls the first tool with ``{}``. ``fixtures.toml`` adds the tasks scenarios' fixtures (``greet``,
+   ``slow_compute``, ``failing_job``) as command templates.
 3. Every check of every run is read from the suite's ``checks.json`` files. A FAILURE must be listed in
    ``expected-failures.txt`` (scenario, check id, reason); a listed check that passes, or never fails,
    is a stale entry. Either fails this script. WARNING, INFO and SKIPPED are reported, not failed.
@@ -39,7 +40,8 @@ ROOT = HERE.parent
 BASELINE = HERE / "expected-failures.txt"
 REVISIONS = ("2025-11-25", "2026-07-28")
 MODES = {"stateless": [], "stateful": ["--stateful"]}
-TOOLS = ["--cmd", 'date|"date -u"', "--cmd", 'echo|"echo {message}"']
+TOOLS = ["--cmd", 'date|"date -u"', "--cmd", 'echo|"echo {message}"',
+         "--config", str(HERE / "fixtures.toml"), "--allow-dangerous"]  # fmt: skip  (the fixtures start sh)
 SUITE = "@modelcontextprotocol/conformance"
 RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$")
 SCENARIO_COUNT = re.compile(r"^Running requirements (?P<revision>\S+) \((?P<count>\d+) scenarios\)", re.MULTILINE)

@@ -446,3 +446,17 @@ async def test_job_tools_are_rate_limited_like_calls(tmp_path: Path) -> None:
 
 def test_the_composition_root_knows_the_job_tools_by_their_names() -> None:
     assert compose.JOB_TOOLS == job_tools.NAMES  # compose does not import job_tools (no trio for --dry-run)
+
+
+async def test_a_tools_own_timeout_holds_for_its_jobs(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    args = config(tmp_path, {"up": forever(marker)})
+    path = tmp_path / "jobs.toml"
+    path.write_text(path.read_text() + "timeout_s = 1\n")  # the operator's limit for this tool
+    async with connect(*args) as client:
+        job = (await call(client, "up", {"background": True}))["job"]
+        ended = await until_end(client, job["id"])
+    await until_gone(marker)
+    assert ended["job"]["state"] == "failed"
+    assert ended["job"]["error"]["code"] == "timeout"
+    assert "time limit of 1s" in ended["job"]["error"]["message"]

@@ -59,6 +59,7 @@ class ExecPlan:
     wrapper: tuple[str, ...] = ()  # put in front of every stage, outside the sandbox: the prlimit wrapper
     programs: tuple[str, ...] | None = None  # a pipeline's stages as the agent named them (its result's 'stages')
     timeout_chosen: bool = False  # the client asked for less than the operator's timeout (the breaker ignores it)
+    tool_timeout_s: float | None = None  # the operator's own limit for this tool (timeout_s), which a job keeps too
 
     @property
     def stages(self) -> tuple[tuple[str, ...], ...]:

@@ -201,9 +201,13 @@ async def _start_job(
     *,
     given_timeout: bool,
 ) -> job_tools.Started:
-    """A background call: its plan as a job, limited by ``--job-max-runtime`` unless its 'timeout' says less."""
+    """A background call: its plan as a job, limited by ``--job-max-runtime``, or less: the call's ``timeout``, or
+    the tool's own ``timeout_s`` (the operator's limit for that tool holds for its jobs too)."""
     if not given_timeout:
-        plan = attrs.evolve(plan, timeout_s=service.settings.jobs.job_max_runtime_s, timeout_chosen=False)
+        limit = service.settings.jobs.job_max_runtime_s
+        if plan.tool_timeout_s is not None:
+            limit = min(limit, plan.tool_timeout_s)
+        plan = attrs.evolve(plan, timeout_s=limit, timeout_chosen=False)
     max_output = service.settings.runner.max_output_bytes
     return await job_tools.start(service.jobs, ctx, tool.name, plan, wait_s, client, max_output_bytes=max_output)
 

@@ -138,4 +138,5 @@ class Checked:
             sandbox=defaults.sandbox,
             box=box,
             timeout_chosen=timeout < operator,
+            tool_timeout_s=tool_timeout_s,
         )
