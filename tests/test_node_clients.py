@@ -13,13 +13,17 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
+from tests.conftest import assert_gone
 from tests.netserver import run_server
+from tests.test_jobs_e2e import config as job_config
+from tests.test_jobs_e2e import counting, forever
 
 PREFIX = Path(os.environ.get("TRIO_EXEC_NODE_PREFIX", "/nonexistent")).resolve()
 NODE = PREFIX / "node_modules" / "node" / "bin" / "node"
@@ -155,3 +159,37 @@ async def test_a_long_call_outlives_the_sdks_request_timeout_only_with_reset_on_
     assert progress_only["progressSeen"] >= 1  # progress arrived, and did not keep the request alive
     assert reset["structuredContent"]["exit_code"] == 0
     assert reset["progressSeen"] >= 3
+
+
+def tasks_script() -> Path:
+    """tests/node/tasks.mjs, copied inside the prefix so that Node finds the SDK."""
+    script = call_script().parent / "tasks.mjs"
+    shutil.copyfile(Path(__file__).parent / "node" / "tasks.mjs", script)
+    return script
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_the_typescript_sdks_tasks_api_runs_lists_and_cancels_tasks(tmp_path: Path, transport: str) -> None:
+    """The SDK v1 (1.32) speaks the 2025-11-25 tasks: callToolStream creates a task, polls tasks/get at the
+    pollInterval and fetches tasks/result; listTasks, cancelTask, getTask; a second cancel is -32602."""
+    marker = f"m-{uuid.uuid4().hex}"
+    args = job_config(tmp_path, {"count": counting(10), "up": forever(marker)})
+    if transport == "stdio":
+        out = await node(tasks_script(), "stdio", json.dumps([sys.executable, "-m", "trio_exec", *args]))
+    else:
+        async with run_server("--transport", "streamable-http", *args) as server:
+            out = await node(tasks_script(), "http", server.url)
+    assert_gone(marker)
+    session = json.loads(out)
+    kinds = [m["type"] for m in session["streamed"]]
+    assert kinds[0] == "taskCreated"
+    assert kinds[-1] == "result", session["streamed"]
+    assert set(kinds[1:-1]) == {"taskStatus"}
+    result = session["streamed"][-1]["result"]
+    assert result["structuredContent"]["exit_code"] == 3
+    assert result["structuredContent"]["stdout"].count("line") == 10
+    task_id = session["created"]["task"]["taskId"]
+    assert [task_id, "working"] in session["listed"]
+    assert session["cancelled"]["status"] == "cancelled"
+    assert session["after"]["status"] == "cancelled"
+    assert session["twice"]["code"] == -32602
