@@ -40,8 +40,15 @@ ROOT = HERE.parent
 BASELINE = HERE / "expected-failures.txt"
 REVISIONS = ("2025-11-25", "2026-07-28")
 MODES = {"stateless": [], "stateful": ["--stateful"]}
-TOOLS = ["--cmd", 'date|"date -u"', "--cmd", 'echo|"echo {message}"',
-         "--config", str(HERE / "fixtures.toml"), "--allow-dangerous"]  # fmt: skip  (the fixtures start sh)
+TOOLS = [
+    "--cmd",
+    'date|"date -u"',
+    "--cmd",
+    'echo|"echo {message}"',
+    "--config",
+    str(HERE / "fixtures.toml"),
+    "--allow-dangerous",
+]  # fmt: skip  (the fixtures start sh)
 SUITE = "@modelcontextprotocol/conformance"
 RESULT_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$")
 SCENARIO_COUNT = re.compile(r"^Running requirements (?P<revision>\S+) \((?P<count>\d+) scenarios\)", re.MULTILINE)

@@ -305,7 +305,7 @@ def build_server(service: Service) -> Server[Any]:
             raise unknown(params.name)
         if tool is None or not tool.background:
             raise MCPError(
-                code=tasks.METHOD_NOT_FOUND,
+                code=types.METHOD_NOT_FOUND,
                 message=f"tool {params.name!r} does not run as a task (its execution.taskSupport is forbidden): "
                 "call it without 'task'",
             )

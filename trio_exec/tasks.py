@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import mcp_types as types
@@ -34,6 +35,13 @@ from loguru import logger
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+)
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from trio_exec import job_tools
@@ -56,11 +64,12 @@ StartCall = Callable[
     [ServerRequestContext[Any], types.CallToolRequestParams], Awaitable["types.CallToolResult | job_tools.Started"]
 ]
 
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-HEADER_MISMATCH = -32020
-MISSING_CAPABILITY = -32021
+_LEGACY_STATUS: dict[State, types.TaskStatus] = {
+    State.WORKING: "working",
+    State.COMPLETED: "completed",
+    State.FAILED: "failed",  # a tool error (isError: true) is "failed" in this revision
+    State.CANCELLED: "cancelled",
+}
 
 
 class UpdateTaskParams(types.RequestParams):
@@ -96,7 +105,7 @@ def missing_extension(what: str) -> MCPError:
         required_capabilities=types.ClientCapabilities(extensions={EXTENSION: {}})
     )
     return MCPError(
-        code=MISSING_CAPABILITY,
+        code=MISSING_REQUIRED_CLIENT_CAPABILITY,
         message=f"{what} needs the {EXTENSION} extension: declare it in this request's client capabilities",
         data=data.model_dump(by_alias=True, mode="json", exclude_none=True),
     )
@@ -112,22 +121,16 @@ def status_message(job: Job) -> str:
     if job.state is State.CANCELLED:
         return "cancelled: the command was stopped before it ended"
     result = job.result
-    if result is not None and result.exit_code is not None:
-        return f"the command exited with code {result.exit_code}"
-    return f"the command was killed by signal {result.signal if result else None}"
+    if result is None or result.exit_code is not None:
+        return f"the command exited with code {result.exit_code if result else None}"
+    return f"the command was killed by signal {result.signal}"
 
 
 def task_fields(job: Job, ttl_ms: int) -> dict[str, Any]:
     """``job`` as a 2025-11-25 ``Task`` (checked by the SDK's model)."""
-    status = {
-        State.WORKING: "working",
-        State.COMPLETED: "completed",
-        State.FAILED: "failed",  # a tool error (isError: true) is "failed" in this revision
-        State.CANCELLED: "cancelled",
-    }[job.state]
     task = types.Task(
         task_id=job.id,
-        status=cast(types.TaskStatus, status),
+        status=_LEGACY_STATUS[job.state],
         status_message=status_message(job),
         created_at=_iso(job.started_at),
         last_updated_at=_iso(job.updated_at),
@@ -163,8 +166,8 @@ def modern_task(job: Job, ttl_ms: int, max_output_bytes: int) -> dict[str, Any]:
     return task
 
 
-def _iso(moment: Any) -> str:
-    return str(moment.isoformat(timespec="milliseconds")).replace("+00:00", "Z")
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def not_found(error: NotFound) -> MCPError:
