@@ -3,7 +3,8 @@
 One command prints one table: per-call latency (p50/p95 of sequential calls), throughput
 (calls/s with 16 in flight) and CPU per call for the floor, for trio-exec over stdio (both
 protocol eras) and for mcp-shell-server over stdio; each server's peak RSS while a command
-prints 50 MB; and how many processes a timed-out command leaves behind.
+prints 50 MB; and how many processes a timed-out command leaves behind; then background jobs (``_jobs.py``):
+the server's memory while 20 jobs each print 50 MB, and ``job_output``'s latency for a 64 KiB page.
 
 Invariants: every server is a real child process; speed and default-cap memory go through
 the real ``mcp.Client`` over the real stdio transport; every wait is bounded; whatever a
@@ -36,6 +37,9 @@ from pathlib import Path
 from typing import TextIO
 
 import trio
+from _jobs import JobsResult, jobs_server
+from _jobs import lines as jobs_lines
+from _jobs import measure as measure_jobs
 from _measure import IN_FLIGHT, Contender, Plan, Row, cpu_in_process, cpu_of, race
 from _servers import (
     BENCH_DIR,
@@ -130,6 +134,20 @@ class Bench:
                 await guarded(row, "memory (cap 64 MiB)", lambda: raised_cap_memory(row, subject.big_raised_cap, log))
             await guarded(row, "cleanup", lambda: leftovers(row, subject.sleepy, subject.tag, log))
 
+    async def jobs(self) -> JobsResult:
+        """Background jobs: memory with many floods at once, and one page's latency."""
+        print("measuring background jobs ...", file=sys.stderr)
+        result = JobsResult()
+        server = jobs_server(self.log_dir)
+        with contextlib.ExitStack() as stack:
+            log = self.errlog(stack, server)
+            try:
+                with trio.fail_after(SECTION_TIMEOUT_S * 2):
+                    await measure_jobs(result, server, self.plan.sequential, log)
+            except Exception as e:
+                result.notes.append(f"unavailable: {describe(e)}")
+        return result
+
 
 @dataclass
 class Report:
@@ -139,6 +157,7 @@ class Report:
     rows: list[Row]
     unboxed: Row | None = None
     landlock: Row | None = None
+    jobs: JobsResult | None = None
 
 
 async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, str], log_dir: Path) -> Report:
@@ -177,11 +196,12 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
         await bench.robustness(legacy, ours)
         if theirs is not None:
             await bench.robustness(other, theirs)
+        jobs = await bench.jobs()
     finally:
         killed = kill_all_with(tag)
         if killed:
             print(f"killed {killed} process(es) that timed-out commands left behind", file=sys.stderr)
-    return Report(floor, legacy, other, rows, unboxed, landlock)
+    return Report(floor, legacy, other, rows, unboxed, landlock, jobs)
 
 
 # --------------------------------------------------------------------------- report
@@ -291,6 +311,8 @@ def render(report: Report, plan: Plan, header: list[str], log_dir: Path) -> str:
     calls = f"{plan.sequential} sequential calls after {plan.warmup} warm-up calls"
     out = ["", *header, f"{calls}; {plan.concurrent} calls {IN_FLIGHT} at a time", "", table(report.rows), ""]
     out += verdicts(report)
+    if report.jobs is not None:
+        out += ["", *jobs_lines(report.jobs, plan.sequential)]
     notes = [f"- {r.name.strip()}: {n}" for r in report.rows for n in r.notes]
     if notes:
         out += ["", *notes]
