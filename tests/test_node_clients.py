@@ -193,3 +193,50 @@ async def test_the_typescript_sdks_tasks_api_runs_lists_and_cancels_tasks(tmp_pa
     assert session["cancelled"]["status"] == "cancelled"
     assert session["after"]["status"] == "cancelled"
     assert session["twice"]["code"] == -32602
+
+
+def ext_tasks_script() -> Path:
+    """tests/node/ext_tasks.mjs, copied inside the prefix so that Node finds ext-tasks and the SDK v2."""
+    script = call_script().parent / "ext_tasks.mjs"
+    shutil.copyfile(Path(__file__).parent / "node" / "ext_tasks.mjs", script)
+    return script
+
+
+@pytest.mark.parametrize("version", ["2026-07-28", "2025-11-25"])
+async def test_the_ext_tasks_client_settles_and_cancels_tasks(tmp_path: Path, version: str) -> None:
+    """``@modelcontextprotocol/ext-tasks`` (0.2) on the SDK v2 client over Streamable HTTP, in both eras: at
+    2026-07-28 (server/discover; the tasks extension) its calls and ``tasks/*`` go through the raw dispatch the
+    script supplies, at 2025-11-25 (initialize; the core tasks) through the SDK. "count" outlasts the 0.5 s a 2026
+    call waits, so it is a task either way: settle() polls it to its result; cancel() stops "up"."""
+    modern = version == "2026-07-28"
+    marker = f"m-{uuid.uuid4().hex}"
+    args = job_config(tmp_path, {"count": counting(10, pause_s=0.1), "up": forever(marker)})
+    async with run_server("--transport", "streamable-http", *args) as server:
+        session = json.loads(await node(ext_tasks_script(), server.url, version))
+        assert_gone(marker)  # the cancel stopped it, not the server's stop
+    assert session["negotiated"] == {"era": "modern" if modern else "legacy", "version": version}
+    count, up = session["count"], session["up"]
+    assert count["kind"] == "task", count
+    assert count["status"] == "completed", count
+    assert count["result"]["structuredContent"]["exit_code"] == 3
+    assert count["result"]["structuredContent"]["stdout"].count("line") == 10
+    assert count["lastTask"]["status"] == "completed"
+    assert {e.get("taskId") for e in count["events"]} - {None} == {count["taskId"]}
+    assert up["kind"] == "task"
+    assert up["status"] == "cancelled", up
+    assert up["after"] == {**up["after"], "taskId": up["taskId"], "status": "cancelled"}
+    if not modern:
+        assert session["wire"] == []  # all of it went through the SDK's own requests
+        return
+    wire = session["wire"]
+    created = wire[0]["response"]["result"]
+    assert wire[0]["request"]["params"]["name"] == "count"
+    assert (created["resultType"], created["taskId"]) == ("task", count["taskId"])
+    (cancel,) = [x for x in wire if x["request"]["method"] == "tasks/cancel"]
+    assert set(cancel["response"]["result"]) - {"_meta"} == {"resultType"}
+    for exchange in wire:  # the transport mirrors the task id into Mcp-Name, as the server requires
+        params = exchange["request"]["params"]
+        assert exchange["headers"]["mcp-name"] == params.get("taskId", params.get("name"))
+        assert (
+            exchange["request"]["method"] == "tools/call" or exchange["response"]["result"]["resultType"] == "complete"
+        )

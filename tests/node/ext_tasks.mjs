@@ -1,15 +1,16 @@
 // MCP tasks through the official @modelcontextprotocol/ext-tasks client (0.2) on the SDK v2 client, for
 // tests/test_node_clients.py.
-//   node ext_tasks.mjs URL VERSION
-// URL: the server's Streamable HTTP endpoint; VERSION: "2026-07-28" (the io.modelcontextprotocol/tasks extension,
-// negotiated by server/discover) or "2025-11-25" (initialize; the core tasks). The server serves "count" (prints,
-// then exits 3) and "up" (runs until stopped), both background tools. Prints one JSON object: the era the client
+//   node ext_tasks.mjs URL [VERSION]
+// URL: the server's Streamable HTTP endpoint; VERSION: "2026-07-28" (the default: the io.modelcontextprotocol/tasks
+// extension, negotiated by server/discover) or "2025-11-25" (initialize; the core tasks). The server serves "count"
+// (prints, then exits 3) and "up" (runs until stopped), both background tools. Prints one JSON object: what the client
 // negotiated, the session's task capabilities, the settled execution of "count" (its kind, task, events, outcome,
-// result), and an execution of "up" cancelled (its task, the server's view of it after, the outcome).
+// result), an execution of "up" cancelled (its task, the server's view of it after, the outcome), and at 2026-07-28
+// the raw exchanges (request, Mcp-* headers, response).
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { createTaskSessionFromClient } from "@modelcontextprotocol/ext-tasks/client";
 
-const [url, version] = process.argv.slice(2);
+const [url, version = "2026-07-28"] = process.argv.slice(2);
 const modern = version !== "2025-11-25";
 const clientInfo = { name: "trio-exec-tests-ext-tasks", version: "1.0.0" };
 const clientCapabilities = {};
@@ -21,34 +22,37 @@ const transport = new StreamableHTTPClientTransport(new URL(url));
 await client.connect(transport);
 const negotiated = { era: client.getProtocolEra(), version: client.getNegotiatedProtocolVersion() };
 
-// The SDK's own request path rejects a 2026 task answer (resultType "task"): ext-tasks takes a host "raw dispatch"
-// for tools/call and tasks/*. This one rides the same transport (which derives the MCP-Protocol-Version, Mcp-Method
-// and Mcp-Name headers from the framed body), with its own ids; their responses are taken off the client's stream.
-const wire = []; // every raw exchange: [request, response]
+// The SDK's request path rejects a 2026 task answer (resultType "task"), so ext-tasks sends tools/call and tasks/*
+// through a "raw dispatch" the host owns. This one has its own transport to the same URL (2026-07-28 over HTTP has
+// no session to share), which derives MCP-Protocol-Version, Mcp-Method and Mcp-Name from the framed body; it
+// numbers its requests and matches the responses itself.
+const wire = []; // each raw exchange: {request, headers (the Mcp-* ones sent), response}
+const sent = new Map(); // request id -> its Mcp-* headers
+const raw = new StreamableHTTPClientTransport(new URL(url), {
+  fetch: (input, init) => {
+    const headers = Object.fromEntries([...new Headers(init?.headers)].filter(([name]) => name.startsWith("mcp-")));
+    if (typeof init?.body === "string") sent.set(JSON.parse(init.body).id, headers);
+    return fetch(input, init);
+  },
+});
 const pending = new Map();
+raw.onmessage = (message) => pending.get(message.id)?.(message);
+await raw.start();
 let lastId = 0;
-const deliver = transport.onmessage;
-transport.onmessage = (message, extra) => {
-  const waiter = "method" in message ? undefined : pending.get(message.id);
-  if (waiter === undefined) return deliver?.(message, extra);
-  pending.delete(message.id);
-  waiter(message);
-};
 async function rawDispatch(request, options = {}) {
-  const message = { jsonrpc: "2.0", id: `ext-tasks-${++lastId}`, ...request };
+  const message = { jsonrpc: "2.0", id: ++lastId, ...request };
   const answered = new Promise((resolve, reject) => {
     pending.set(message.id, resolve);
     options.signal?.addEventListener("abort", () => reject(options.signal.reason), { once: true });
   });
   try {
-    await transport.send(message, { requestSignal: options.signal, headers: options.context?.headers });
-  } catch (error) {
+    await raw.send(message, { requestSignal: options.signal, headers: options.context?.headers });
+    const response = await answered;
+    wire.push({ request: message, headers: sent.get(message.id), response });
+    return "error" in response ? { kind: "error", error: response.error } : { kind: "result", result: response.result };
+  } finally {
     pending.delete(message.id);
-    throw error;
   }
-  const response = await answered.finally(() => pending.delete(message.id));
-  wire.push([message, response]);
-  return "error" in response ? { kind: "error", error: response.error } : { kind: "result", result: response.result };
 }
 
 const session = createTaskSessionFromClient(client, {
@@ -80,6 +84,7 @@ const cancelled = await up.settle();
 const after = await session.task(up.handle.taskId).snapshot();
 
 await session.close();
+await raw.close();
 await client.close();
 process.stdout.write(
   JSON.stringify({
