@@ -146,6 +146,28 @@ async def test_a_job_past_its_time_limit_is_a_failed_task(tmp_path: Path, mock_c
     assert final["structuredContent"]["error"]["code"] == "timeout"
 
 
+async def test_a_task_calls_progress_token_holds_for_the_tasks_life(tmp_path: Path, mock_clock: MockClock) -> None:
+    mock_clock.rate = 1
+    marker = f"m-{uuid.uuid4().hex}"
+    async with lines(*config(tmp_path, {"up": forever(marker)})) as (client, _):
+        call = {**call_as_task("up", {}), "_meta": {"progressToken": "p-1"}}
+        task = task_of(await client.result("tools/call", call))
+        printed = {"name": "job_output", "arguments": {"id": task["taskId"], "wait_s": 30}}
+        assert (await client.result("tools/call", printed))["structuredContent"]["output"] == "up\n"
+        with trio.fail_after(30):
+            while not [n for n in client.notifications if n["method"] == "notifications/progress"]:
+                await trio.testing.wait_all_tasks_blocked()
+                mock_clock.jump(2)  # PROGRESS_INTERVAL_S
+                await trio.sleep(0.01)
+        await client.result("tasks/cancel", {"taskId": task["taskId"]})
+        ended = await client.notification("notifications/tasks/status")
+    await until_gone(marker)
+    progress = next(n for n in client.notifications if n["method"] == "notifications/progress")
+    assert progress["params"]["progressToken"] == "p-1"
+    assert progress["params"]["message"] == "up"  # the job's latest line
+    assert ended["params"]["status"] == "cancelled"
+
+
 @pytest.mark.parametrize(
     ("method", "params", "code", "says"),
     [

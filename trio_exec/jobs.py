@@ -157,17 +157,16 @@ class Jobs:
         self._nursery.start_soon(self._run, job, plan)
         return job
 
-    def when_ended(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
-        """Run ``then`` once ``job`` ended, in the table's nursery (the server's end cancels it)."""
+    def beside(self, job: Job, task: Callable[[], Awaitable[None]]) -> None:
+        """Run ``task`` for ``job`` (a notification, progress) in the table's nursery: the server's end cancels it."""
         if self._nursery is not None:
-            self._nursery.start_soon(self._after_end, job, then)
+            self._nursery.start_soon(self._beside, job, task)
 
-    async def _after_end(self, job: Job, then: Callable[[], Awaitable[None]]) -> None:
-        await job.done.wait()
+    async def _beside(self, job: Job, task: Callable[[], Awaitable[None]]) -> None:
         try:
-            await then()
+            await task()
         except Exception:  # never the server's end
-            logger.exception("job {}: what ran after its end failed", job.id)
+            logger.exception("job {}: a task beside it failed", job.id)
 
     def get(self, job_id: str, owner: str) -> Job:
         """``owner``'s job ``job_id``; ``NotFound`` for any other (the same answer whether it exists or not)."""

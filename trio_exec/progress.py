@@ -20,9 +20,16 @@ PROGRESS_INTERVAL_S = 2.0  # well under the 5 s that clients with idle timeouts 
 
 
 @asynccontextmanager
-async def reporting(ctx: ServerRequestContext[Any], watch: OutputWatch) -> AsyncIterator[None]:
-    """Report progress (message: ``watch``'s latest line) for as long as the body runs, if the client asked."""
-    if (ctx.meta or {}).get("progress_token") is None:
+async def reporting(
+    ctx: ServerRequestContext[Any], watch: OutputWatch, *, answered: bool = False
+) -> AsyncIterator[None]:
+    """Report progress (message: ``watch``'s latest line) for as long as the body runs, if the client asked.
+
+    ``answered``: the request was answered already (a task's), so the request's own channel is closed and
+    progress goes on the connection's (stdio, WebSocket, a stateful HTTP session's GET stream).
+    """
+    token = (ctx.meta or {}).get("progress_token")
+    if token is None:
         yield
         return
     started = trio.current_time()
@@ -32,7 +39,10 @@ async def reporting(ctx: ServerRequestContext[Any], watch: OutputWatch) -> Async
             await trio.sleep(PROGRESS_INTERVAL_S)
             elapsed = trio.current_time() - started
             message = watch.last_line or f"running for {elapsed:.0f}s"
-            await ctx.session.report_progress(round(elapsed, 3), None, message)
+            if answered:
+                await ctx.session.send_progress_notification(token, round(elapsed, 3), None, message)
+            else:
+                await ctx.session.report_progress(round(elapsed, 3), None, message)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(tick)

@@ -47,6 +47,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from trio_exec import job_tools
 from trio_exec.errors import NotFound
 from trio_exec.jobs import Job, State
+from trio_exec.progress import reporting
 
 if TYPE_CHECKING:
     from trio_exec.server import Service
@@ -250,18 +251,21 @@ class TaskMethods:
         if isinstance(started, types.CallToolResult):
             raise refused(started)
         job = started.job
-        self.jobs.when_ended(job, lambda: self._notify_status(ctx, job))
+        self.jobs.beside(job, lambda: self._notify_status(ctx, job))
         return types.CreateTaskResult(task=types.Task.model_validate(task_fields(job, self.ttl_ms)))
 
     async def _notify_status(self, ctx: ServerRequestContext[Any], job: Job) -> None:
-        """``notifications/tasks/status`` at the end (optional in the spec: sent where the session still listens)."""
-        params = types.TaskStatusNotificationParams.model_validate(task_fields(job, self.ttl_ms))
-        notification = types.TaskStatusNotification(params=params)
-        with trio.move_on_after(5):
-            try:
+        """While it runs: progress, if the call asked (its progressToken holds for the task's life); at its end:
+        ``notifications/tasks/status``. Both are optional in the spec: sent where the client still listens."""
+        try:
+            async with reporting(ctx, job.watch, answered=True):
+                await job.done.wait()
+            params = types.TaskStatusNotificationParams.model_validate(task_fields(job, self.ttl_ms))
+            notification = types.TaskStatusNotification(params=params)
+            with trio.move_on_after(5):
                 await ctx.session.send_notification(cast(types.ServerNotification, notification))
-            except Exception as e:  # the client went away: it polls tasks/get, as the spec says it should
-                logger.debug("task {}: status notification not sent ({})", job.id, type(e).__name__)
+        except Exception as e:  # the client went away: it polls tasks/get, as the spec says it should
+            logger.debug("task {}: a notification was not sent ({})", job.id, type(e).__name__)
 
     async def get(self, ctx: ServerRequestContext[Any], params: types.GetTaskRequestParams) -> HandlerResult:
         if modern(ctx):
