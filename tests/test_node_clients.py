@@ -59,17 +59,17 @@ async def node(*args: str | Path, fails: bool = False) -> str:
     return done.stdout.decode()
 
 
-def call_script() -> Path:
-    """tests/node/call.mjs, copied inside the prefix so that Node finds the SDKs."""
+def script(name: str) -> Path:
+    """tests/node/NAME, copied inside the prefix so that Node finds the SDKs (and ext-tasks)."""
     scripts = PREFIX / "trio-exec-tests"
     scripts.mkdir(exist_ok=True)
-    script = scripts / "call.mjs"
-    shutil.copyfile(Path(__file__).parent / "node" / "call.mjs", script)
-    return script
+    copy = scripts / name
+    shutil.copyfile(Path(__file__).parent / "node" / name, copy)
+    return copy
 
 
 async def sdk_session(sdk: str, transport: str, target: str, calls: list[tuple[str, dict[str, Any]]]) -> Any:
-    return json.loads(await node(call_script(), sdk, transport, target, json.dumps(calls)))
+    return json.loads(await node(script("call.mjs"), sdk, transport, target, json.dumps(calls)))
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -105,7 +105,7 @@ async def test_the_typescript_sdks_websocket_client_gives_its_token_in_the_url()
     token = "node-ws-token-" + "n" * 16
     async with run_server("--transport", "websocket", *ECHO, env={"MCP_EXEC_AUTH_TOKEN": token}) as server:
         session = await sdk_session("v1", "ws", f"{server.url}?access_token={token}", [("echo", {"message": "ws"})])
-        refused = await node(call_script(), "v1", "ws", server.url, "[]", fails=True)
+        refused = await node(script("call.mjs"), "v1", "ws", server.url, "[]", fails=True)
     assert session["results"][0]["structuredContent"]["stdout"] == "ws\n"
     assert "non-101 status code" in refused  # without the token the handshake is refused (401)
 
@@ -161,13 +161,6 @@ async def test_a_long_call_outlives_the_sdks_request_timeout_only_with_reset_on_
     assert reset["progressSeen"] >= 3
 
 
-def tasks_script() -> Path:
-    """tests/node/tasks.mjs, copied inside the prefix so that Node finds the SDK."""
-    script = call_script().parent / "tasks.mjs"
-    shutil.copyfile(Path(__file__).parent / "node" / "tasks.mjs", script)
-    return script
-
-
 @pytest.mark.parametrize("transport", ["stdio", "http"])
 async def test_the_typescript_sdks_tasks_api_runs_lists_and_cancels_tasks(tmp_path: Path, transport: str) -> None:
     """The SDK v1 (1.32) speaks the 2025-11-25 tasks: callToolStream creates a task, polls tasks/get at the
@@ -175,10 +168,10 @@ async def test_the_typescript_sdks_tasks_api_runs_lists_and_cancels_tasks(tmp_pa
     marker = f"m-{uuid.uuid4().hex}"
     args = job_config(tmp_path, {"count": counting(10), "up": forever(marker)})
     if transport == "stdio":
-        out = await node(tasks_script(), "stdio", json.dumps([sys.executable, "-m", "trio_exec", *args]))
+        out = await node(script("tasks.mjs"), "stdio", json.dumps([sys.executable, "-m", "trio_exec", *args]))
     else:
         async with run_server("--transport", "streamable-http", *args) as server:
-            out = await node(tasks_script(), "http", server.url)
+            out = await node(script("tasks.mjs"), "http", server.url)
     assert_gone(marker)
     session = json.loads(out)
     kinds = [m["type"] for m in session["streamed"]]
@@ -195,13 +188,6 @@ async def test_the_typescript_sdks_tasks_api_runs_lists_and_cancels_tasks(tmp_pa
     assert session["twice"]["code"] == -32602
 
 
-def ext_tasks_script() -> Path:
-    """tests/node/ext_tasks.mjs, copied inside the prefix so that Node finds ext-tasks and the SDK v2."""
-    script = call_script().parent / "ext_tasks.mjs"
-    shutil.copyfile(Path(__file__).parent / "node" / "ext_tasks.mjs", script)
-    return script
-
-
 @pytest.mark.parametrize("version", ["2026-07-28", "2025-11-25"])
 async def test_the_ext_tasks_client_settles_and_cancels_tasks(tmp_path: Path, version: str) -> None:
     """``@modelcontextprotocol/ext-tasks`` (0.2) on the SDK v2 client over Streamable HTTP, in both eras: at
@@ -212,7 +198,7 @@ async def test_the_ext_tasks_client_settles_and_cancels_tasks(tmp_path: Path, ve
     marker = f"m-{uuid.uuid4().hex}"
     args = job_config(tmp_path, {"count": counting(10, pause_s=0.1), "up": forever(marker)})
     async with run_server("--transport", "streamable-http", *args) as server:
-        session = json.loads(await node(ext_tasks_script(), server.url, version))
+        session = json.loads(await node(script("ext_tasks.mjs"), server.url, version))
         assert_gone(marker)  # the cancel stopped it, not the server's stop
     assert session["negotiated"] == {"era": "modern" if modern else "legacy", "version": version}
     count, up = session["count"], session["up"]

@@ -346,11 +346,13 @@ async def test_a_declaring_client_gets_a_task_and_tasks_get_inlines_the_result(t
 
 
 async def test_a_call_that_ends_at_once_answers_without_a_task(tmp_path: Path) -> None:
-    async with modern(tmp_path, {"quick": counting(1, pause_s=0)}) as client:
-        answer = await client.result("tools/call", {"name": "quick", "arguments": {}})
+    quick = tmp_path / "quick.toml"
+    quick.write_text('[tools.quick]\ntemplate = "echo quick"\nbackground = true\n')  # milliseconds, well within 0.5 s
+    async with serving(*HTTP, "--config", str(quick)) as server, httpx2.AsyncClient(timeout=60) as h:
+        answer = await Modern(h, server.url).result("tools/call", {"name": "quick", "arguments": {}})
     assert answer["resultType"] == "complete"
     assert "taskId" not in answer
-    assert answer["structuredContent"]["stdout"] == "line 0\n"
+    assert answer["structuredContent"]["stdout"] == "quick\n"
     assert answer["structuredContent"]["job"]["state"] == "completed"
 
 
@@ -453,3 +455,10 @@ async def test_modern_tasks_over_stdio(tmp_path: Path) -> None:
     assert waited["structuredContent"]["job"]["state"] == "completed"
     assert ended["result"]["structuredContent"]["exit_code"] == 3
     assert ungated["error"]["code"] == -32021
+
+
+async def test_a_declaring_clients_own_wait_s_waits_longer_than_the_servers_window(tmp_path: Path) -> None:
+    async with modern(tmp_path, {"count": counting(10, pause_s=0.1)}) as client:  # about 1 s
+        answer = await client.result("tools/call", {"name": "count", "arguments": {"wait_s": 30}})
+    assert answer["resultType"] == "complete"
+    assert answer["structuredContent"]["stdout"].count("line") == 10

@@ -97,8 +97,9 @@ async def _admitted_call(
 ) -> types.CallToolResult | job_tools.Started:
     """Guards, validation, execution and one audit record, in DESIGN order.
 
-    With ``task_wait_s`` (a call that asked to be a task: ``trio_exec.tasks``) the call becomes a job whatever its
-    arguments say, and its ``Started`` comes back (after up to ``task_wait_s`` seconds); a refusal is still a result.
+    With ``task_wait_s`` (a call that is to be a task: ``trio_exec.tasks``) the call becomes a job whatever its
+    arguments say, and its ``Started`` comes back after up to ``task_wait_s`` seconds (or the call's own longer
+    ``wait_s``); a refusal is still a result.
 
     One function over 50 lines on purpose: the audit ``record`` and the breaker's ``verdict`` are filled in by
     every step, and its outer ``finally`` is what guarantees one record for every way a call can end.
@@ -133,7 +134,7 @@ async def _admitted_call(
             if tool.background:
                 own, wait_s = job_tools.background_arguments(arguments, service.settings.runner.max_timeout_s)
             if task_wait_s is not None:
-                wait_s = task_wait_s
+                wait_s = max(task_wait_s, wait_s or 0.0)  # the call's own wait_s may wait longer
             plan = tool.plan(own, service.defaults)
             record["argv"] = (
                 redact_argv(plan.argv, arguments, keys)
