@@ -50,6 +50,27 @@ async def test_a_client_calls_tools_over_http(mode: str, stateful: bool) -> None
     assert result.structured_content["stdout"] == "hello world\n"
 
 
+@pytest.mark.parametrize("stateful", [False, True], ids=["stateless", "stateful"])
+async def test_json_response_answers_one_json_body_and_clients_still_call(mode: str, stateful: bool) -> None:
+    args = [*HTTP, *ECHO, "--json-response", *(["--stateful"] if stateful else [])]
+    headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "j"}},
+    }
+    async with serving(*args) as server, client(server.url, mode=mode) as c:
+        result = await c.call_tool("echo", {"message": "hello json"})
+        async with httpx2.AsyncClient() as h:
+            raw = None if stateful else await h.post(server.url, json=call, headers=headers)
+    assert result.structured_content is not None
+    assert result.structured_content["stdout"] == "hello json\n"
+    if raw is not None:  # without --json-response the SDK answers this with an event stream
+        assert raw.headers["content-type"].startswith("application/json")
+        assert raw.json()["result"]["structuredContent"]["stdout"] == "j\n"
+
+
 async def test_health_answers_without_auth_and_without_secrets() -> None:
     async with serving(*HTTP, *ECHO, env={"MCP_EXEC_AUTH_TOKEN": TOKEN}) as server, httpx2.AsyncClient() as h:
         get = await h.get(server.base + "/health")

@@ -133,6 +133,7 @@ class NetworkSettings:
     auth_token_file: str | None = None
     insecure_no_auth: bool = False  # a non-loopback bind without any token (a proxy authenticates)
     stateful: bool = False
+    json_response: bool = False  # Streamable HTTP: one JSON body per request, no event stream (nor progress)
     session_idle_timeout_s: float = 300.0  # stateful HTTP: a session without requests this long is closed
     max_sessions: int = 1000  # stateful HTTP: open sessions at once (503 beyond)
     allowed_hosts: tuple[str, ...] = ()

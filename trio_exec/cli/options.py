@@ -21,7 +21,7 @@ TRANSPORTS = ("stdio", "streamable-http", "websocket")
 NETWORK_ONLY = (
     "bind", "auth_token", "auth_token_file", "stateful", "session_idle_timeout_s", "max_sessions", "allowed_hosts",
     "allowed_origins", "forwarded_allow_ips", "root_path", "certfile", "keyfile", "backlog", "write_timeout_s",
-    "insecure_no_auth", "cors_origins",
+    "insecure_no_auth", "cors_origins", "json_response",
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
 FSIZE_PER_OUTPUT = 64  # default --limit-fsize: this many times --max-output-bytes
@@ -352,6 +352,15 @@ OPTIONS: tuple[Opt, ...] = (
         "Stateful HTTP sessions (ignored on stdio).",
         convert=as_bool,
         short="-s",
+        default=False,
+    ),
+    Opt(
+        "--json-response",
+        "json_response",
+        "MCP_EXEC_JSON_RESPONSE",
+        "Streamable HTTP answers a request with one JSON body instead of an event stream: less work per call, but "
+        "no progress notifications while it runs (ignored on stdio and WebSocket).",
+        convert=as_bool,
         default=False,
     ),
     Opt(

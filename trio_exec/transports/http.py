@@ -365,6 +365,7 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
     sdk_app = server.streamable_http_app(
         streamable_http_path="/mcp",
         stateless_http=not s.network.stateful,
+        json_response=s.network.json_response,
         transport_security=security,
         max_request_body_size=s.network.max_request_bytes,
         session_idle_timeout=s.network.session_idle_timeout_s,
