@@ -176,6 +176,8 @@ async def test_a_task_calls_progress_token_holds_for_the_tasks_life(tmp_path: Pa
         ("tasks/cancel", {"taskId": "nope"}, -32602, "no job 'nope' of this client"),
         ("tasks/get", {}, -32602, ""),
         ("tasks/list", {"cursor": "garbage"}, -32602, "invalid cursor 'garbage'"),
+        ("tasks/list", {"cursor": "9" * 5000}, -32602, "invalid cursor '9999"),
+        ("tasks/list", {"cursor": "\u00b2"}, -32602, "invalid cursor"),
         ("tools/call", call_as_task("job_list", {}), -32601, "does not run as a task"),
         ("tools/call", call_as_task("echo", {"message": "x"}), -32601, "execution.taskSupport is forbidden"),
         ("tools/call", call_as_task("nosuch", {}), -32602, "unknown tool 'nosuch'"),

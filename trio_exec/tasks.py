@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -299,7 +300,7 @@ class TaskMethods:
         mine = self.jobs.mine(self.client_of(ctx))
         start = 0
         if params.cursor is not None:
-            if not params.cursor.isdigit() or int(params.cursor) > len(mine):
+            if not re.fullmatch(r"[0-9]{1,9}", params.cursor) or int(params.cursor) > len(mine):
                 raise MCPError(code=INVALID_PARAMS, message=f"invalid cursor {params.cursor[:40]!r}: use a nextCursor")
             start = int(params.cursor)
         page = mine[start : start + LIST_PAGE]
