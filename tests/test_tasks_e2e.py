@@ -6,6 +6,7 @@ wait is the server's own (``tasks/result`` blocks until the end), never a sleep 
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -464,3 +465,14 @@ async def test_a_declaring_clients_own_wait_s_waits_longer_than_the_servers_wind
         answer = await client.result("tools/call", {"name": "count", "arguments": {"wait_s": 30}})
     assert answer["resultType"] == "complete"
     assert answer["structuredContent"]["stdout"].count("line") == 10
+
+
+async def test_a_base64_mcp_name_names_the_task_as_the_sdk_decodes_it(tmp_path: Path) -> None:
+    marker = f"m-{uuid.uuid4().hex}"
+    async with modern(tmp_path, {"up": forever(marker)}) as client:
+        created = await client.result("tools/call", {"name": "up", "arguments": {}})
+        encoded = "=?base64?" + base64.b64encode(created["taskId"].encode()).decode() + "?="
+        got = await client.result("tasks/get", {"taskId": created["taskId"]}, **{"mcp-name": encoded})
+        await client.result("tasks/cancel", {"taskId": created["taskId"]})
+    await until_gone(marker)
+    assert got["taskId"] == created["taskId"]

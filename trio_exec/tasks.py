@@ -36,6 +36,7 @@ from loguru import logger
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import decode_header_value
 from mcp_types import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
@@ -237,7 +238,7 @@ class TaskMethods:
         scope = self.http_scope_of(ctx)
         if isinstance(scope, Mapping):
             named = dict(scope.get("headers") or ()).get(b"mcp-name")
-            if named is None or named.decode("latin-1") != task_id:
+            if decode_header_value(None if named is None else named.decode("latin-1")) != task_id:  # as the SDK's
                 raise MCPError(
                     code=HEADER_MISMATCH, message="mcp-name header does not match the request body's 'taskId' parameter"
                 )
