@@ -476,3 +476,10 @@ async def test_a_base64_mcp_name_names_the_task_as_the_sdk_decodes_it(tmp_path: 
         await client.result("tasks/cancel", {"taskId": created["taskId"]})
     await until_gone(marker)
     assert got["taskId"] == created["taskId"]
+
+
+async def test_the_raw_client_lets_an_error_of_its_body_through() -> None:
+    """``rawrpc.lines`` must not hide a failing assertion (an await after cancelling its nursery once did)."""
+    with pytest.RaisesGroup(ValueError, allow_unwrapped=True, flatten_subgroups=True):
+        async with lines("--cmd", 'echo|"echo {message}"'):
+            raise ValueError("seen")
