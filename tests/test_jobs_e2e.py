@@ -379,6 +379,7 @@ def test_dry_run_says_which_tools_run_jobs_and_their_limits(tmp_path: Path) -> N
     off = run_cli("--cmd", 'echo|"echo {message}"', "--dry-run")
     assert on.returncode == 0, on.stderr
     assert "background jobs: count (tools job_output, job_cancel, job_list)" in on.stdout
+    assert "also as MCP tasks (2025-11-25 capabilities.tasks, 2026-07-28 extension" in on.stdout
     assert "3 jobs at most" in on.stdout
     assert "background jobs: off" in off.stdout
 

@@ -107,7 +107,8 @@ def dry_run_report(loaded: Loaded, tools: Sequence[Tool], box: sandbox.Sandbox |
         out.append(
             f"  background jobs: {', '.join(background)} (tools job_output, job_cancel, job_list); "
             f"{j.job_output_bytes} bytes kept per stream, {j.max_jobs} jobs at most ({j.max_jobs_per_client} per "
-            f"client), stopped after {j.job_max_runtime_s:g}s, kept {j.job_ttl_s:g}s after their end"
+            f"client), stopped after {j.job_max_runtime_s:g}s, kept {j.job_ttl_s:g}s after their end; also as MCP "
+            "tasks (2025-11-25 capabilities.tasks, 2026-07-28 extension io.modelcontextprotocol/tasks)"
         )
     else:
         out.append("  background jobs: off (no tool has background = true; --background for shell_execute)")
