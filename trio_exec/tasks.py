@@ -186,7 +186,7 @@ def refused(answer: types.CallToolResult) -> MCPError:
 
 async def route_task_calls(ctx: ServerRequestContext[Any], call_next: CallNext) -> HandlerResult:
     """``Server.middleware``: a 2025-era ``tools/call`` with a ``task`` field goes to ``CALL_AS_TASK``."""
-    if ctx.method == "tools/call" and isinstance(ctx.params, dict) and "task" in ctx.params and not modern(ctx):
+    if ctx.method == "tools/call" and isinstance(ctx.params, Mapping) and "task" in ctx.params and not modern(ctx):
         token = _ROUTED.set(True)
         try:
             return await call_next(dataclasses.replace(ctx, method=CALL_AS_TASK))
