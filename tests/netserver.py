@@ -18,6 +18,13 @@ class Running:
     proc: trio.Process
     url: str
     log: bytearray
+    grown: trio.Event = attrs.Factory(trio.Event)  # set (and replaced) each time ``log`` grows
+
+    async def wait_for(self, pattern: bytes, start: int = 0) -> re.Match[bytes]:
+        """The first match of ``pattern`` in the log from ``start`` on, once it is there (bounded by the caller)."""
+        while not (m := re.compile(pattern).search(self.log, start)):
+            await self.grown.wait()
+        return m
 
     @property
     def base(self) -> str:
@@ -44,14 +51,18 @@ async def run_server(*args: str, env: Mapping[str, str] | None = None) -> AsyncI
                     raise RuntimeError(f"server exited early: {log.decode(errors='replace')}")
                 log.extend(chunk)
 
+        running = Running(proc, m.group(1).decode(), log)
+
         async def drain() -> None:
             assert proc.stderr is not None
             while chunk := await proc.stderr.receive_some():
                 log.extend(chunk)
+                running.grown.set()
+                running.grown = trio.Event()
 
         nursery.start_soon(drain)
         try:
-            yield Running(proc, m.group(1).decode(), log)
+            yield running
         finally:
             if proc.returncode is None:
                 proc.terminate()

@@ -6,8 +6,10 @@ cancelled; running calls see trio cancellation and the runner kills their proces
 
 from __future__ import annotations
 
+import functools
+import os
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from loguru import logger
@@ -22,6 +24,9 @@ from trio_exec.server import Service, build_server
 from trio_exec.tools import Tool
 from trio_exec.transports.replies import FLUSH_S, Replies
 from trio_exec.transports.stdio import Wire, serve_stdio
+
+if TYPE_CHECKING:
+    from trio_exec.workers import Worker
 
 
 async def _watch_signals(
@@ -63,12 +68,14 @@ async def serve(
     *,
     wire: Wire | None = None,
     stopping: trio.Event | None = None,
+    worker: Worker | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until the client goes away (stdio) or a signal asks us to stop; reports where.
 
     ``wire`` replaces stdin/stdout for stdio; setting ``stopping`` is what a first SIGINT/SIGTERM does (an
-    embedding or a test stops the server through it, as a signal would).
+    embedding or a test stops the server through it, as a signal would). A ``worker`` of ``--workers`` serves
+    on its supervisor's socket, follows its table and stops when it goes away.
     """
     server = build_server(service)
     stopping = trio.Event() if stopping is None else stopping
@@ -77,8 +84,14 @@ async def serve(
         await nursery.start(_watch_signals, stopping, nursery.cancel_scope, graceful)
         await nursery.start(service.guards.breaker_task)
         await nursery.start(service.jobs.serve)
-        where = await nursery.start(_transport, server, service, stopping, nursery.cancel_scope, wire)
-        logger.info("serving {} tool(s) on {}", len(service.tools), where)
+        if worker is not None:
+            await nursery.start(worker.serve_control, stopping)
+        where = await nursery.start(_transport, server, service, stopping, nursery.cancel_scope, wire, worker)
+        if worker is None:
+            logger.info("serving {} tool(s) on {}", len(service.tools), where)
+        else:
+            logger.info("serving on {} (pid {}, one of {} workers)", where, os.getpid(), worker.count)
+            worker.ready(where)
         task_status.started(where)
 
 
@@ -88,6 +101,7 @@ async def _transport(
     stopping: trio.Event,
     app_scope: trio.CancelScope,
     wire: Wire | None,
+    worker: Worker | None,
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -104,11 +118,13 @@ async def _transport(
         from trio_exec.transports.http import serve_http  # the HTTP stack is imported only when used
 
         relay = _Relay(task_status, (s.network.root_path or "") + "/mcp")
-        await serve_http(server, service, s.network.auth_tokens, stopping, task_status=relay)
+        await serve_http(server, service, s.network.auth_tokens, stopping, worker=worker, task_status=relay)
     else:
         from trio_exec.transports.websocket import serve_websocket
 
-        await serve_websocket(server, service, s.network.auth_tokens, stopping, task_status=task_status)
+        listen_fd = None if worker is None else worker.listen_fd
+        await serve_websocket(server, service, s.network.auth_tokens, stopping, listen_fd=listen_fd,
+                              task_status=task_status)  # fmt: skip
     app_scope.cancel()
 
 
@@ -123,13 +139,17 @@ class _Relay:
         self.target.started(" ".join(f"{u}{self.path}" for u in urls or []))
 
 
-def run(settings: Settings, tools: list[Tool], warnings: list[str], box: Sandbox) -> int:
+def run(settings: Settings, tools: list[Tool], warnings: list[str], box: Sandbox, worker: Worker | None = None) -> int:
     """Configure logging and serve; returns the process exit code."""
     secrets = [settings.network.auth_token] if settings.network.auth_token else []
-    setup_logging(settings.log.level, settings.log.format, secrets)
-    audit = Audit(settings.log.audit_log, settings.log.audit_rotate, secrets, fail=settings.log.audit_fail)
+    setup_logging(settings.log.level, settings.log.format, secrets, tag=None if worker is None else worker.name)
+    stamp = {} if worker is None else {"worker": worker.index}
+    audit = Audit(settings.log.audit_log, settings.log.audit_rotate, secrets, fail=settings.log.audit_fail,
+                  stamp=stamp)  # fmt: skip
     s = settings
-    logger.info(
+    first = worker is None or worker.index == 0  # the others would repeat it word for word
+    logger.log(
+        "INFO" if first else "DEBUG",
         "trio-exec {} starting: transport={} tools={} base_path={} path_validation={} blacklist={} "
         "allow_dangerous={} timeout={}s/max {}s output_cap={}B rate={} max_concurrent={} "
         "circuit={}x/{}s limits={} audit={} (fail {}) sandbox={}",
@@ -152,12 +172,13 @@ def run(settings: Settings, tools: list[Tool], warnings: list[str], box: Sandbox
         s.log.audit_fail,
         box.report.layer,
     )
-    for w in warnings:
+    for w in warnings if first else ():
         logger.warning(w)
     # An empty private HOME for shell_execute: no planted ~/.gitconfig reaches its commands.
     try:
         with private_dir("trio-exec-home-") as home:
-            trio.run(serve, compose.build_service(settings, tools, audit, box, private_home=home))
+            service = compose.build_service(settings, tools, audit, box, private_home=home)
+            trio.run(functools.partial(serve, service, worker=worker))
     finally:
         audit.close()
     logger.info("stopped")

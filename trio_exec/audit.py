@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -52,12 +54,13 @@ def _scrubber(secrets: Sequence[str]) -> Any:
     return patch
 
 
-def log_to(sink: Any, level: str, fmt: str = "text", secrets: Iterable[str] = ()) -> int:
+def log_to(sink: Any, level: str, fmt: str = "text", secrets: Iterable[str] = (), tag: str | None = None) -> int:
     """Send log lines at ``level`` to ``sink`` (a stream or a callable); ``secrets`` never appear in any line.
 
-    Returns loguru's handler id. The scrubbing patcher is process-wide: it applies to every handler.
+    ``tag`` (``worker 1``) starts every text line and is the ``extra.process`` of a JSON one. Returns loguru's
+    handler id. The scrubbing patcher is process-wide: it applies to every handler.
     """
-    logger.configure(patcher=_scrubber([s for s in secrets if s]))
+    logger.configure(patcher=_scrubber([s for s in secrets if s]), extra={"process": tag} if tag else {})
     # No locals in tracebacks, ever: loguru's diagnose mode prints every frame's variables (argument values,
     # secrets among them), and backtrace adds the frames above the catch point.
     if fmt == "json":
@@ -65,16 +68,16 @@ def log_to(sink: Any, level: str, fmt: str = "text", secrets: Iterable[str] = ()
     return logger.add(
         sink,
         level=_LEVELS[level],
-        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} {message}",
+        format="{time:YYYY-MM-DD HH:mm:ss.SSS} {level:<7} " + (f"[{tag}] " if tag else "") + "{message}",
         diagnose=False,
         backtrace=False,
     )
 
 
-def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = ()) -> None:
+def setup_logging(level: str, fmt: str = "text", secrets: Iterable[str] = (), tag: str | None = None) -> None:
     """Send every log line (ours and the SDK's) to stderr at ``level``; ``secrets`` never appear in any line."""
     logger.remove()
-    log_to(sys.stderr, level, fmt, secrets)
+    log_to(sys.stderr, level, fmt, secrets, tag)
     sdk_level = logging.DEBUG if level in ("trace", "debug") else logging.WARNING
     logging.basicConfig(handlers=[_ToLoguru()], level=sdk_level, force=True)
 
@@ -119,6 +122,15 @@ def audited_arguments(arguments: Mapping[str, Any], sensitive_keys: Sequence[str
     return dict(shown)
 
 
+def _same_file(path: str, status: os.stat_result) -> bool:
+    """Is ``path`` still the file of ``status`` (no other process moved it aside)?"""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (status.st_dev, status.st_ino)
+
+
 class Audit:
     """The audit trail; a no-op when no ``--audit-log`` is configured.
 
@@ -129,8 +141,16 @@ class Audit:
     again by writing an ``audit_restored`` record, which also ends the outage when it succeeds.
     """
 
-    def __init__(self, path: str | None, rotate: int | None, secrets: Iterable[str] = (), fail: str = "closed") -> None:
+    def __init__(
+        self,
+        path: str | None,
+        rotate: int | None,
+        secrets: Iterable[str] = (),
+        fail: str = "closed",
+        stamp: Mapping[str, Any] | None = None,
+    ) -> None:
         self.enabled = path is not None
+        self.stamp = dict(stamp or {})  # fields of every record (``worker``: which of --workers wrote it)
         self.path = path
         self.fail_closed = fail == "closed"
         self.available = True
@@ -138,7 +158,6 @@ class Audit:
         self._rotate = rotate
         self._secrets = [s for s in secrets if s]
         self._fd: int | None = None
-        self._size = 0
         self._broken_line = False  # a write stopped half-way: the next record starts on a new line
         if path is not None and path != "-":
             try:  # a file that cannot even be opened is an outage from the start
@@ -158,7 +177,12 @@ class Audit:
         if not self.enabled:
             return True
         line = json.dumps(
-            {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields},
+            {
+                "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                "event": event,
+                **self.stamp,
+                **fields,
+            },
             ensure_ascii=False,
             default=str,
         )
@@ -199,8 +223,8 @@ class Audit:
             fd = 2
         elif self._fd is None:
             fd = self._open(self.path or "")
-        elif self._rotate and self._size and self._size + len(data) > self._rotate:
-            fd = self._rotate_file(self._fd, self.path or "")
+        elif self._rotate:
+            fd = self._rotated(self._fd, len(data))
         else:
             fd = self._fd
         if self._broken_line:
@@ -209,7 +233,6 @@ class Audit:
         try:
             while view:
                 n = os.write(fd, view)
-                self._size += n
                 view = view[n:]
         except OSError:
             self._broken_line = self._broken_line or len(view) < len(data)
@@ -223,13 +246,31 @@ class Audit:
         status = os.fstat(fd)
         if status.st_mode & 0o077 and status.st_uid == os.geteuid() and stat.S_ISREG(status.st_mode):
             os.fchmod(fd, 0o600)
-        self._size = status.st_size
         return fd
 
-    def _rotate_file(self, fd: int, path: str) -> int:
-        """Move the full file aside with a date suffix (``audit.2026-11-21_20-56-03_791000.jsonl``)."""
-        os.close(fd)
-        self._fd = None
-        stem, ext = os.path.splitext(path)
-        os.rename(path, f"{stem}.{datetime.now().strftime('%Y-%m-%d_%H-%M-%S_%f')}{ext}")
+    def _rotated(self, fd: int, adding: int) -> int:
+        """The fd to append ``adding`` bytes to, with ``--audit-rotate``: a full file is moved aside first.
+
+        Other processes may write the same file (``--workers``): the file's real size decides, a file another
+        one moved aside is followed to its successor, and the move happens under a lock, once.
+        """
+        path = self.path or ""
+        limit = self._rotate or 0
+        status = os.fstat(fd)
+        if not _same_file(path, status):  # another process moved it aside: append to the new one
+            os.close(fd)
+            self._fd = None
+            fd = self._open(path)
+            status = os.fstat(fd)
+        if status.st_size == 0 or status.st_size + adding <= limit:
+            return fd
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)  # one mover at a time; released by the close below
+        try:
+            if _same_file(path, status):  # nobody moved it while we waited for the lock
+                stem, ext = os.path.splitext(path)
+                os.rename(path, f"{stem}.{datetime.now().strftime('%Y-%m-%d_%H-%M-%S_%f')}{ext}")
+        finally:
+            os.close(fd)
+            self._fd = None
         return self._open(path)

@@ -80,6 +80,7 @@ class Limits:
         return any(v is not None for v in attrs.astuple(self))
 
 
+WORKER_ENV = "TRIO_EXEC_WORKER"  # set by the --workers supervisor in a worker's environment: its socket's fd
 KILL_GRACE_S = 1.0  # a stopped command's group gets SIGTERM, then SIGKILL this much later (drains wait for it)
 
 
@@ -147,6 +148,7 @@ class NetworkSettings:
     shutdown_grace_s: float = 10.0
     backlog: int = 1024  # listen backlog of network transports (the kernel caps it at net.core.somaxconn)
     write_timeout_s: float = 30.0  # TCP_USER_TIMEOUT: a peer that reads nothing this long is dropped; 0 = off
+    workers: int = 1  # server processes sharing the port (a supervisor keeps them running)
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ from trio_exec.cli.dry_run import dry_run_report, sandbox_lines, warnings_for
 from trio_exec.cli.loading import Loaded, check_listen, detect_sandbox, load_settings
 from trio_exec.cli.options import OPTIONS
 from trio_exec.cli.usage import usage
+from trio_exec.config import WORKER_ENV
 from trio_exec.errors import ConfigError
 
 __all__ = [
@@ -38,11 +39,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Entry point of the ``trio-exec`` command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
+    worker = None
     try:
+        if WORKER_ENV in environ:  # started by a --workers supervisor, which says what to serve
+            from trio_exec.workers import Worker
+
+            worker = Worker.handshake(environ[WORKER_ENV])
+            argv = worker.argv
         loaded = load_settings(argv, environ)
         tools = compose.compile_tools(loaded.settings)
         box = detect_sandbox(loaded.settings)
-        if loaded.settings.transport != "stdio" and not loaded.doctor:
+        if loaded.settings.transport != "stdio" and not loaded.doctor and worker is None:
             check_listen(loaded.settings.network.bind)
     except ConfigError as e:
         print(f"trio-exec: error: {e.message}", file=sys.stderr)
@@ -67,6 +74,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # but a few that are no secret and that C code may still read (SECURITY.md lists them).
     procfs.scrub_environment(lambda name: not procfs.kept_in_environ(name))
     procfs.scrub_arguments(["--auth-token"])
+    if worker is None and loaded.settings.transport != "stdio" and loaded.settings.network.workers > 1:
+        from trio_exec.workers import supervise
+
+        try:
+            return supervise(loaded.settings, argv, environ, len(tools))
+        except ConfigError as e:
+            print(f"trio-exec: error: {e.message}", file=sys.stderr)
+            return 2
     from trio_exec import app  # the MCP SDK is slow to import: only when serving
 
     warnings = warnings_for(loaded)
@@ -75,4 +90,4 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             "NO SANDBOX: commands can read and write whatever this server's user can; "
             + "; ".join(p for p in box.report.problems if "WITHOUT" not in p)
         )
-    return app.run(loaded.settings, tools, warnings, box)
+    return app.run(loaded.settings, tools, warnings, box, worker=worker)

@@ -7,6 +7,7 @@ value or raises ``ConfigError`` with one line that says what is wanted instead.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -79,6 +80,21 @@ def as_choice(choices: Sequence[str]) -> Callable[[Any, str], str]:
         return value
 
     return convert
+
+
+def as_workers(text: Any, what: str) -> int:
+    """``--workers``: a positive integer, or ``auto`` for the CPUs this process may run on."""
+    if isinstance(text, str) and text.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0))
+    if isinstance(text, bool):
+        raise ConfigError(f"{what} must be a positive integer or 'auto'")
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a positive integer or 'auto', not {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"{what} must be at least 1, not {text!r}")
+    return value
 
 
 def as_text(text: Any, what: str) -> str:

@@ -128,11 +128,16 @@ def dry_run_report(loaded: Loaded, tools: Sequence[Tool], box: sandbox.Sandbox |
     out.append(f"  resource limits: {limits_text}")
     out.append(f"  child environment: PATH, LANG, HOME{''.join(', ' + n for n in s.runner.env_allow)}")
     out.append(f"  sensitive argument names: {', '.join(s.policy.sensitive_keys)}")
-    out.append(f"  transport: {s.transport}")
+    workers = s.network.workers if s.transport != "stdio" else 1
+    out.append(
+        f"  transport: {s.transport}"
+        + (f" on {s.network.bind}, {workers} workers sharing the port (kept running by a supervisor)" if workers > 1
+           else "")
+    )  # fmt: skip
     out.append(
         f"  guards: rate limit {rate_text(s)}, "
         f"max concurrent {guards.max_concurrent}, circuit {guards.circuit_threshold} failures / "
-        f"{guards.circuit_timeout_s:g}s"
+        f"{guards.circuit_timeout_s:g}s" + (" (each per worker)" if workers > 1 else "")
     )
     out.append(
         f"  logs: {s.log.level} as {s.log.format} on stderr; audit log: {s.log.audit_log or 'off'}"

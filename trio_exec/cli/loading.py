@@ -108,6 +108,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Loaded:
         merged["rate_limit_rps"] = 0.0 if merged["transport"] == "stdio" else NETWORK_RATE_LIMIT_RPS
     if merged["transport"] != "stdio":
         _check_network(merged)
+        _check_workers(merged, tools)
     _check_timeouts(merged, tools)
     tokens = _tokens(merged)
     _check_exposure(merged, tokens)
@@ -252,6 +253,29 @@ def _check_network(merged: dict[str, Any]) -> None:
     root = merged["root_path"]
     if root and (not root.startswith("/") or root.endswith("/")):
         raise ConfigError(f"--root-path {root!r} must start with '/' and not end with it (e.g. /exec)")
+
+
+def _check_workers(merged: Mapping[str, Any], tools: Sequence[ToolSpec]) -> None:
+    """``--workers`` above 1 shares the port between processes that share nothing else: what lives in one
+    worker's memory across requests (a stateful session, a job) would be reached only by the connections the
+    kernel happens to give that worker."""
+    count = merged["workers"]
+    if count <= 1:
+        return
+    elsewhere = "run one worker, or N instances behind a proxy that keeps each client on one (README: Scale-out)"
+    if merged["stateful"]:
+        raise ConfigError(
+            f"--workers {count} cannot serve --stateful sessions: a session lives in the worker that opened it, "
+            f"and a client's next connection may reach another; drop --stateful, or {elsewhere}"
+        )
+    background = [t.name for t in tools if t.background] + (
+        ["shell_execute"] if merged["background"] and (merged["allow_commands"] or merged["allow_patterns"]) else []
+    )
+    if background:
+        raise ConfigError(
+            f"--workers {count} cannot serve background tools ({', '.join(background)}): a job lives in the worker "
+            f"that started it, and job_output or tasks/get may reach another; {elsewhere}"
+        )
 
 
 def loopback(bind: str) -> bool:

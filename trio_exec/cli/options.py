@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from trio_exec import sandbox
-from trio_exec.cli.converters import as_bool, as_choice, as_names, as_number, as_paths, as_size, as_text
+from trio_exec.cli.converters import as_bool, as_choice, as_names, as_number, as_paths, as_size, as_text, as_workers
 from trio_exec.programs import DEFAULT_BLACKLIST
 
 DEFAULT_SENSITIVE_KEYS = ("password", "token", "secret", "key", "auth", "credential")
@@ -21,7 +21,7 @@ TRANSPORTS = ("stdio", "streamable-http", "websocket")
 NETWORK_ONLY = (
     "bind", "auth_token", "auth_token_file", "stateful", "session_idle_timeout_s", "max_sessions", "allowed_hosts",
     "allowed_origins", "forwarded_allow_ips", "root_path", "certfile", "keyfile", "backlog", "write_timeout_s",
-    "insecure_no_auth", "cors_origins", "json_response",
+    "insecure_no_auth", "cors_origins", "json_response", "workers",
 )  # fmt: skip
 LOG_FORMATS = ("text", "json")
 FSIZE_PER_OUTPUT = 64  # default --limit-fsize: this many times --max-output-bytes
@@ -470,6 +470,16 @@ OPTIONS: tuple[Opt, ...] = (
         convert=as_number(int, minimum=1, strict=False),
         metavar="<n>",
         default=1024,
+    ),
+    Opt(
+        "--workers",
+        "workers",
+        "MCP_EXEC_WORKERS",
+        "Server processes sharing the port (auto: one per CPU), kept running by a supervisor; guards are per "
+        "worker. Not with --stateful nor background tools (README: Scale-out).",
+        convert=as_workers,
+        metavar="<n>",
+        default=1,
     ),
     Opt(
         "--write-timeout",

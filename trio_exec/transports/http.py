@@ -20,7 +20,7 @@ import logging
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from hypercorn.config import Config, Sockets
@@ -42,6 +42,9 @@ from trio_exec.server import Service
 from trio_exec.transports.gate import Gate, Refused, bearer, header, peer_key
 from trio_exec.transports.replies import FLUSH_S
 from trio_exec.transports.sockets import report_drop, set_write_timeout
+
+if TYPE_CHECKING:
+    from trio_exec.workers import Worker
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -95,13 +98,21 @@ class Front:
     """Root path, health, the gate (Bearer auth, the client key, Host/Origin) and session admission, in front
     of the SDK app."""
 
-    def __init__(self, app: ASGIApp, service: Service, gate: Gate, sessions: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: Service,
+        gate: Gate,
+        sessions: Callable[[], int] | None = None,
+        workers: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.app = app
         self.service = service
         self.gate = gate
         self.root_path = (service.settings.network.root_path or "").rstrip("/")
         self.draining = False  # set on shutdown: /health answers 503 so load balancers stop routing here
         self.sessions = sessions  # stateful: how many sessions are open
+        self.workers = workers  # --workers: this worker, and every worker as the supervisor sees them
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,6 +128,8 @@ class Front:
             body: dict[str, Any] = {"status": status, "version": __version__, "tools": len(self.service.tools)}
             if self.sessions is not None:
                 body.update(sessions=self.sessions(), max_sessions=self.service.settings.network.max_sessions)
+            if self.workers is not None:
+                body.update(self.workers())
             await _respond(send, 200 if status == "ok" else 503, body)
             return
         if path.startswith("/.well-known/") or scope["path"].startswith("/.well-known/"):
@@ -354,7 +367,9 @@ def with_cors(app: ASGIApp, origins: Iterable[str]) -> ASGIApp:
     )
 
 
-def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> tuple[ASGIApp, Front]:
+def build_app(
+    server: Server[Any], service: Service, tokens: Iterable[str], worker: Worker | None = None
+) -> tuple[ASGIApp, Front]:
     s = service.settings
     gate = Gate.build(s.network, tokens, extra_origins=s.network.cors_origins)  # a CORS origin is a trusted one
     security = TransportSecuritySettings(  # the same lists: behind the gate, the SDK's check agrees with it
@@ -379,7 +394,7 @@ def build_app(server: Server[Any], service: Service, tokens: Iterable[str]) -> t
             return len(manager._server_instances)  # the SDK keeps the count private
 
         count = sessions
-    front = Front(sdk_app, service, gate, count)
+    front = Front(sdk_app, service, gate, count, None if worker is None else worker.health)
     app: ASGIApp = with_cors(front, s.network.cors_origins) if s.network.cors_origins else front
     return TrustedProxies(app, s.network.forwarded_allow_ips), front
 
@@ -393,12 +408,14 @@ class _Config(Config):
         sockets = super().create_sockets()
         for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
             set_write_timeout(sock, self.write_timeout_s)
+            sock.set_inheritable(False)  # hypercorn makes them inheritable (for its own workers): no command gets one
         return sockets
 
 
-def hypercorn_config(network: NetworkSettings) -> Config:
+def hypercorn_config(network: NetworkSettings, listen_fd: int | None = None) -> Config:
+    """``listen_fd``: a socket already listening (a ``--workers`` worker's), instead of binding ``--bind``."""
     config = _Config()
-    config.bind = [network.bind]
+    config.bind = [network.bind if listen_fd is None else f"fd://{listen_fd}"]
     config.backlog = network.backlog  # hypercorn's 100 overflows under a burst: connections go unanswered
     config.write_timeout_s = network.write_timeout_s
     config.graceful_timeout = 1.0  # calls have drained already (serve_http); this only flushes responses
@@ -416,6 +433,7 @@ async def serve_http(
     tokens: Iterable[str],
     shutdown: trio.Event,
     *,
+    worker: Worker | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until ``shutdown`` is set, then drain for ``--shutdown-grace`` seconds; reports bound URLs.
@@ -425,7 +443,7 @@ async def serve_http(
     calls are refused with ``busy``, protocol requests are still answered, running calls get the
     grace to finish and answer; then hypercorn stops and whatever still runs is cancelled.
     """
-    app, front = build_app(server, service, tokens)
+    app, front = build_app(server, service, tokens, worker)
     stop_hypercorn = trio.Event()
 
     async def drain() -> None:
@@ -445,6 +463,6 @@ async def serve_http(
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(drain)
-        config = hypercorn_config(service.settings.network)
+        config = hypercorn_config(service.settings.network, None if worker is None else worker.listen_fd)
         await serve(app, config, shutdown_trigger=stop_hypercorn.wait, task_status=task_status)  # type: ignore[arg-type]
         nursery.cancel_scope.cancel()

@@ -16,6 +16,7 @@ port: check the TCP port, or run the streamable-http transport where HTTP health
 
 from __future__ import annotations
 
+import socket
 import ssl
 import urllib.parse
 from collections.abc import Iterable
@@ -159,10 +160,19 @@ async def _session(
 
 
 async def _listeners(
-    host: str, port: int, context: ssl.SSLContext | None, backlog: int, write_timeout_s: float
+    host: str,
+    port: int,
+    context: ssl.SSLContext | None,
+    backlog: int,
+    write_timeout_s: float,
+    listen_fd: int | None = None,
 ) -> list[trio.SocketListener | trio.SSLListener[trio.SocketStream]]:
-    """What ``trio_websocket.serve_websocket`` would open, with our backlog and ``TCP_USER_TIMEOUT``."""
-    plain = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    """What ``trio_websocket.serve_websocket`` would open, with our backlog and ``TCP_USER_TIMEOUT``; or the
+    socket ``listen_fd`` already listens on (a ``--workers`` worker's)."""
+    if listen_fd is None:
+        plain = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    else:
+        plain = [trio.SocketListener(trio.socket.from_stdlib_socket(socket.socket(fileno=listen_fd)))]
     for listener in plain:
         set_write_timeout(listener.socket, write_timeout_s)
     if context is None:
@@ -176,9 +186,10 @@ async def serve_websocket(
     tokens: Iterable[str],
     stopping: trio.Event,
     *,
+    listen_fd: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve WebSocket sessions until ``stopping`` is set, then drain and close them."""
+    """Serve WebSocket sessions until ``stopping`` is set, then drain and close them; on ``listen_fd`` if given."""
     s = service.settings
     host, port = split_bind(s.network.bind)
     context = None
@@ -204,7 +215,8 @@ async def serve_websocket(
     async with trio.open_nursery() as connections:
         async with trio.open_nursery() as listening:
             ws_server = trio_websocket.WebSocketServer(
-                handle, await _listeners(host, port, context, s.network.backlog, s.network.write_timeout_s),
+                handle,
+                await _listeners(host, port, context, s.network.backlog, s.network.write_timeout_s, listen_fd),
                 handler_nursery=connections, max_message_size=s.network.max_request_bytes,
             )  # fmt: skip
             await listening.start(ws_server.run)
