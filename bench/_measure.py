@@ -6,10 +6,11 @@ every wait on /proc is bounded; nothing here starts or stops a process.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -215,11 +216,53 @@ def rss_mb(pid: int, key: Literal["VmHWM", "VmRSS"]) -> float:
     return int(value.split()[0]) / 1024  # the kernel reports kB
 
 
-def cpu_of(server_pid: int) -> Cpu:
-    """CPU so far of this process, of ``server_pid`` and of the children it has reaped."""
-    fields = Path(f"/proc/{server_pid}/stat").read_text().rpartition(")")[2].split()
-    utime, stime, cutime, cstime = (int(x) / os.sysconf("SC_CLK_TCK") for x in fields[11:15])
-    return Cpu(time.process_time(), utime + stime, cutime + cstime)
+def cpu_of(*server_pids: int) -> Cpu:
+    """CPU so far of this process, of the server's processes and of the children they have reaped.
+
+    A server with ``--workers`` is several processes (the supervisor and its workers): their sum.
+    """
+    server = commands = 0.0
+    for pid in server_pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        utime, stime, cutime, cstime = (int(x) / os.sysconf("SC_CLK_TCK") for x in fields[11:15])
+        server, commands = server + utime + stime, commands + cutime + cstime
+    return Cpu(time.process_time(), server, commands)
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (``/proc/stat``: user, nice, system, irq, softirq).
+
+    Unlike ``cpu_of`` this also sees the kernel's own threads (a sandbox's network namespace is released
+    in a workqueue, after the command is reaped) and whatever else runs on the machine.
+    """
+    user, nice, system, _idle, _iowait, irq, softirq = (int(x) for x in Path("/proc/stat").read_text().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.scandir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd.path)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    return inodes
+
+
+def connections_per_process(port: int, pids: Sequence[int]) -> list[int]:
+    """How many established TCP connections to local ``port`` each of ``pids`` holds (IPv4 loopback).
+
+    The kernel spreads connections over ``SO_REUSEPORT`` sockets by a hash of the 4-tuple, so this is
+    how a multi-worker server's load was split.
+    """
+    established = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "01":  # local address, state ESTABLISHED
+                established.add(fields[9])  # the socket's inode
+    return [len(_socket_inodes(pid) & established) for pid in pids]
 
 
 def cpu_in_process() -> Cpu:

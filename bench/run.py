@@ -3,13 +3,16 @@
 One command prints one table: per-call latency (p50/p95 of sequential calls), throughput
 (calls/s with 16 in flight) and CPU per call for the floor, for trio-exec over stdio (both
 protocol eras) and for mcp-shell-server over stdio; each server's peak RSS while a command
-prints 50 MB; and how many processes a timed-out command leaves behind; then background jobs (``_jobs.py``):
-the server's memory while 20 jobs each print 50 MB, and ``job_output``'s latency for a 64 KiB page.
+prints 50 MB; and how many processes a timed-out command leaves behind; then ``--workers 2`` against one
+worker over Streamable HTTP (``_workers.py``: calls/s with 16 in flight from a raw JSON-RPC client); then
+background jobs (``_jobs.py``): the server's memory while 20 jobs each print 50 MB, and ``job_output``'s
+latency for a 64 KiB page.
 
 Invariants: every server is a real child process; speed and default-cap memory go through
-the real ``mcp.Client`` over the real stdio transport; every wait is bounded; whatever a
-timed-out command leaves behind is killed before we exit; a competitor that cannot be
-installed or run is reported as unavailable, never fatal.
+the real ``mcp.Client`` over the real stdio transport (``--workers`` is HTTP-only and uses a raw
+client, so that the client takes as little as possible of the cores the workers share); every wait
+is bounded; whatever a timed-out command leaves behind is killed before we exit; a competitor that
+cannot be installed or run is reported as unavailable, never fatal.
 
 Run it with the project's virtualenv (the one that has trio-exec installed)::
 
@@ -62,6 +65,9 @@ from _servers import (
     trio_exec_subject,
     write_spawner,
 )
+from _workers import WorkersResult
+from _workers import lines as workers_lines
+from _workers import measure as measure_workers
 from mcp import Client
 
 SECTION_TIMEOUT_S = 180.0  # no single measurement may take longer
@@ -134,6 +140,17 @@ class Bench:
                 await guarded(row, "memory (cap 64 MiB)", lambda: raised_cap_memory(row, subject.big_raised_cap, log))
             await guarded(row, "cleanup", lambda: leftovers(row, subject.sleepy, subject.tag, log))
 
+    async def workers(self) -> WorkersResult:
+        """``--workers 2`` against one worker: HTTP calls/s with 16 in flight, CPU and latency."""
+        print("measuring --workers over HTTP (1 and 2 workers interleaved) ...", file=sys.stderr)
+        result = WorkersResult()
+        try:
+            with trio.fail_after(SECTION_TIMEOUT_S * 2):
+                await measure_workers(result, self.plan, self.log_dir)
+        except Exception as e:
+            result.notes.append(f"unavailable: {describe(e)}")
+        return result
+
     async def jobs(self) -> JobsResult:
         """Background jobs: memory with many floods at once, and one page's latency."""
         print("measuring background jobs ...", file=sys.stderr)
@@ -158,6 +175,7 @@ class Report:
     unboxed: Row | None = None
     landlock: Row | None = None
     jobs: JobsResult | None = None
+    workers: WorkersResult | None = None
 
 
 async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, str], log_dir: Path) -> Report:
@@ -193,6 +211,7 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
         except Exception as e:
             for row in rows:
                 row.notes.append(f"speed unavailable: {describe(e)}")
+        workers = await bench.workers()
         await bench.robustness(legacy, ours)
         if theirs is not None:
             await bench.robustness(other, theirs)
@@ -201,7 +220,7 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
         killed = kill_all_with(tag)
         if killed:
             print(f"killed {killed} process(es) that timed-out commands left behind", file=sys.stderr)
-    return Report(floor, legacy, other, rows, unboxed, landlock, jobs)
+    return Report(floor, legacy, other, rows, unboxed, landlock, jobs, workers)
 
 
 # --------------------------------------------------------------------------- report
@@ -311,6 +330,8 @@ def render(report: Report, plan: Plan, header: list[str], log_dir: Path) -> str:
     calls = f"{plan.sequential} sequential calls after {plan.warmup} warm-up calls"
     out = ["", *header, f"{calls}; {plan.concurrent} calls {IN_FLIGHT} at a time", "", table(report.rows), ""]
     out += verdicts(report)
+    if report.workers is not None:
+        out += ["", *workers_lines(report.workers)]
     if report.jobs is not None:
         out += ["", *jobs_lines(report.jobs, plan.sequential)]
     notes = [f"- {r.name.strip()}: {n}" for r in report.rows for n in r.notes]

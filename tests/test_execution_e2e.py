@@ -186,6 +186,38 @@ async def test_fifty_megabytes_of_output_keep_the_server_small() -> None:
     assert peak_kib < 100 * 1024, f"server peak RSS {peak_kib} KiB"
 
 
+async def test_a_reply_of_twenty_megabytes_is_written_in_slices_so_the_server_stays_small() -> None:
+    """The cap raised to 64 MiB, 20 MiB of NULs: a 126 MB JSON line (six bytes each). Encoded whole, the server
+    would hold that line twice (pydantic's buffer and its copy) besides the output; in slices, about the output."""
+    size = 20 * 1024 * 1024
+    argv = [sys.executable, "-m", "trio_exec", "--max-output-bytes", "67108864",
+            "--cmd", f'zeros|"head -c {size} /dev/zero"']  # fmt: skip
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    call = {"name": "zeros", "arguments": {}}
+    messages = [{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+                {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}]  # fmt: skip
+    proc = await trio.lowlevel.open_process(argv, stdin=-1, stdout=-1, stderr=-3)  # PIPE, PIPE, DEVNULL
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    read = bytearray()
+    lines = 0
+    with trio.fail_after(60):
+        await proc.stdin.send_all(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+        while lines < 2:
+            chunk = await proc.stdout.receive_some(1 << 20)
+            assert chunk, "the server closed its stdout"
+            lines += chunk.count(b"\n")
+            read += chunk
+        peak_kib = peak_rss_kib(proc.pid)
+        await proc.stdin.aclose()
+        await proc.wait()
+    reply = json.loads(read.split(b"\n")[1])
+    assert reply["id"] == 2
+    assert reply["result"]["structuredContent"]["stdout"] == "\x00" * size
+    assert peak_kib < 200 * 1024, f"server peak RSS {peak_kib} KiB for a {len(read) >> 20} MiB reply"
+
+
 async def test_binary_output_is_decoded_with_replacement() -> None:
     async with connect("--cmd", 'bin|"head -c 256 /dev/urandom"') as client:
         result = await client.call_tool("bin", {})

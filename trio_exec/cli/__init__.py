@@ -82,7 +82,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         except ConfigError as e:
             print(f"trio-exec: error: {e.message}", file=sys.stderr)
             return 2
-    from trio_exec import app  # the MCP SDK is slow to import: only when serving
+    from trio_exec.startup import deferred_model_builds
+
+    with deferred_model_builds():  # the MCP SDK is slow to import: only when serving, and its types built lazily
+        from trio_exec import app
 
     warnings = warnings_for(loaded)
     if not box.active:

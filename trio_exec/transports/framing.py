@@ -14,6 +14,7 @@ the id of such a message is read from the part before the limit, without recursi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -34,6 +35,57 @@ class Malformed:
 def encode(message: SessionMessage) -> bytes:
     """One message as UTF-8 JSON bytes (no intermediate ``str``)."""
     return types.jsonrpc_message_adapter.dump_json(message.message, by_alias=True, exclude_unset=True)
+
+
+LARGE_STRING = 64 * 1024  # characters: a string longer than this in a reply is encoded in slices
+SLICE = 1024 * 1024  # characters encoded at a time
+
+
+def encode_parts(message: SessionMessage) -> Iterator[bytes]:
+    """The bytes of ``encode(message)``, in parts that together hold no second copy of a large reply.
+
+    A result holding a string over ``LARGE_STRING`` characters (a command's output, up to
+    ``--max-output-bytes``) is encoded a ``SLICE`` at a time, each slice by the same serializer as
+    ``encode``; encoding it whole would hold the entire JSON (six bytes per control character) in pydantic's
+    buffer and then in a ``bytes`` copy at once. Any other message is one part, ``encode``'s.
+    """
+    reply = message.message
+    if not isinstance(reply, types.JSONRPCResponse) or not _holds_large(reply.result):
+        yield encode(message)
+        return
+    yield b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(reply.id) + b',"result":'
+    yield from _parts(reply.result)
+    yield b"}"
+
+
+def _holds_large(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) > LARGE_STRING
+    if isinstance(value, dict):
+        return any(_holds_large(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_large(v) for v in value)
+    return False
+
+
+def _parts(value: Any) -> Iterator[bytes]:
+    if not _holds_large(value):
+        yield pydantic_core.to_json(value)
+    elif isinstance(value, str):
+        yield b'"'
+        for start in range(0, len(value), SLICE):
+            yield pydantic_core.to_json(value[start : start + SLICE])[1:-1]
+        yield b'"'
+    elif isinstance(value, dict):
+        for i, (key, item) in enumerate(value.items()):
+            yield (b"{" if i == 0 else b",") + pydantic_core.to_json(key) + b":"
+            yield from _parts(item)
+        yield b"}"
+    else:
+        for i, item in enumerate(value):
+            yield b"[" if i == 0 else b","
+            yield from _parts(item)
+        yield b"]"
 
 
 def error(code: int, message: str, request_id: types.RequestId | None = None) -> types.JSONRPCError:

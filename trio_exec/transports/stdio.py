@@ -126,12 +126,16 @@ async def serve_stdio(
     async def pump_out(tx: trio.abc.SendStream, done: trio.CancelScope) -> None:
         async with outgoing_rx:
             async for message in outgoing_rx:
-                data = framing.encode(message)
                 try:
-                    if len(data) < _CHUNK:
-                        await tx.send_all(data + b"\n")
+                    last = b""
+                    for data in framing.encode_parts(message):  # one part, unless the reply is large
+                        if last:
+                            await tx.send_all(last)
+                        last = data
+                    if len(last) < _CHUNK:
+                        await tx.send_all(last + b"\n")
                     else:  # large: two writes rather than one more copy
-                        await tx.send_all(data)
+                        await tx.send_all(last)
                         await tx.send_all(b"\n")
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     # The client closed its end: nobody is left to answer, so stop serving
