@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from loguru import logger
-
 from trio_exec.config import Settings
 from trio_exec.errors import ConfigError
 from trio_exec.guards import State
@@ -86,7 +84,9 @@ def build_service(
     settings: Settings, tools: list[Tool], audit: Audit, sandbox: Sandbox | None, *, private_home: str = ""
 ) -> Service:
     """The service that runs calls to ``tools``: plan defaults, guards (breaker changes audited) and all."""
-    from trio_exec.admission import Guards  # trio and the MCP SDK: only when serving (--dry-run stays quick)
+    from loguru import logger  # loguru (with asyncio), trio and the MCP SDK: only when serving (--dry-run is quick)
+
+    from trio_exec.admission import Guards
     from trio_exec.jobs import Jobs
     from trio_exec.server import Service
 

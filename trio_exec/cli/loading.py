@@ -15,7 +15,6 @@ import ipaddress
 import os
 import shutil
 import socket
-import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -291,6 +290,8 @@ def loopback(bind: str) -> bool:
 
 def _check_tls(certfile: str, keyfile: str) -> None:
     """Load the TLS pair as the server will, so a bad one is a start-up line, not a traceback."""
+    import ssl  # ~10 ms: only when TLS is configured
+
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(certfile, keyfile)

@@ -6,17 +6,20 @@ schema (``published=False``): arguments that break it are ``invalid_arguments``,
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import jsonschema
 
 from trio_exec.errors import InvalidArguments, Rejected
 from trio_exec.plan import ExecPlan, PlanDefaults
 from trio_exec.sandbox_view import Box
 from trio_exec.values import MIN_TIMEOUT_S
+
+if TYPE_CHECKING:
+    import jsonschema  # imported where a call is checked: --dry-run never checks one, and it costs ~30 ms
 
 
 def _non_finite(value: Any, where: str) -> str | None:
@@ -58,6 +61,8 @@ def encode_stdin(stdin: Any, limit: int) -> bytes | None:
 
 def check_schema(tool: str, validator: jsonschema.protocols.Validator, arguments: Mapping[str, Any]) -> None:
     """``InvalidArguments`` naming the argument and the rule of the first break of the strict schema."""
+    import jsonschema
+
     error = jsonschema.exceptions.best_match(validator.iter_errors(dict(arguments)))
     if error is not None:
         raise InvalidArguments(f"tool {tool!r}: {_schema_problem(error)}", argument=_schema_argument(error))
@@ -99,16 +104,23 @@ def _schema_problem(error: jsonschema.ValidationError) -> str:
     return f"{where} {rule.format(error.validator_value)}"
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class Checked:
     """A tool's strict schema, and the checks every call passes before the tool's own rules."""
 
     tool: str
-    validator: jsonschema.protocols.Validator
+    strict_schema: Mapping[str, Any]
 
     @classmethod
     def of(cls, tool: str, strict_schema: Mapping[str, Any]) -> Checked:
-        return cls(tool=tool, validator=jsonschema.Draft202012Validator(dict(strict_schema)))
+        return cls(tool=tool, strict_schema=dict(strict_schema))
+
+    @functools.cached_property
+    def validator(self) -> jsonschema.protocols.Validator:
+        """Built at the first call (jsonschema is imported only when serving)."""
+        import jsonschema
+
+        return jsonschema.Draft202012Validator(dict(self.strict_schema))
 
     def base_plan(
         self,
