@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import uuid
@@ -160,6 +161,23 @@ async def test_websocket_sessions_are_served_by_workers() -> None:
                     await ws.send_message(json.dumps(call))
                     answer = json.loads(await ws.get_message())
             assert answer["result"]["structuredContent"]["stdout"] == "ws\n"
+
+
+async def test_workers_serve_tls_on_the_supervisors_sockets(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    await trio.run_process(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_stdout=True, capture_stderr=True,
+    )  # fmt: skip
+    trust = ssl.create_default_context(cafile=str(cert))
+    async with run_server(*HTTP, *ECHO, *WORKERS, "--certfile", str(cert), "--keyfile", str(key)) as server:
+        assert server.url.startswith("https://")
+        for i in range(4):
+            async with client(server.url, verify=trust) as c:
+                result = await c.call_tool("echo", {"message": f"secure {i}"})
+            assert result.structured_content is not None
+            assert result.structured_content["stdout"] == f"secure {i}\n"
 
 
 def test_a_worker_that_cannot_start_stops_the_supervisor_with_its_exit_code() -> None:
