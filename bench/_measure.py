@@ -58,6 +58,7 @@ class Plan:
     sequential: int
     concurrent: int
     rounds: int  # sequential calls are taken in this many slices, round-robin over the rows
+    starts: int = 9  # interleaved rounds of cold starts (``_startup.py``), each starting every program once
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ protocol eras) and for mcp-shell-server over stdio; each server's peak RSS while
 prints 50 MB; and how many processes a timed-out command leaves behind; then ``--workers 2`` against one
 worker over Streamable HTTP (``_workers.py``: calls/s with 16 in flight from a raw JSON-RPC client); then
 background jobs (``_jobs.py``): the server's memory while 20 jobs each print 50 MB, and ``job_output``'s
-latency for a 64 KiB page.
+latency for a 64 KiB page; and, measured first, cold starts (``_startup.py``): spawn to the first ``tools/list``
+answer over stdio, trio-exec against mcp-shell-server, and ``--dry-run``'s wall time.
 
 Invariants: every server is a real child process; speed and default-cap memory go through
 the real ``mcp.Client`` over the real stdio transport (``--workers`` is HTTP-only and uses a raw
@@ -65,6 +66,11 @@ from _servers import (
     trio_exec_subject,
     write_spawner,
 )
+from _startup import StartupResult
+from _startup import arms as startup_arms
+from _startup import lines as startup_lines
+from _startup import measure as measure_startup
+from _startup import verdicts as startup_verdicts
 from _workers import WorkersResult
 from _workers import lines as workers_lines
 from _workers import measure as measure_workers
@@ -140,6 +146,18 @@ class Bench:
                 await guarded(row, "memory (cap 64 MiB)", lambda: raised_cap_memory(row, subject.big_raised_cap, log))
             await guarded(row, "cleanup", lambda: leftovers(row, subject.sleepy, subject.tag, log))
 
+    async def startup(self, competitor: Path | None, competitor_name: str) -> StartupResult:
+        """Cold starts to the first ``tools/list`` over stdio, both servers, and ``--dry-run``, interleaved."""
+        print("measuring cold starts (all programs interleaved) ...", file=sys.stderr)
+        result = StartupResult()
+        try:
+            with trio.fail_after(SECTION_TIMEOUT_S * 2):
+                await startup_arms(result, competitor, competitor_name)
+                await measure_startup(result, self.plan.starts, self.log_dir)
+        except Exception as e:
+            result.notes.append(f"unavailable: {describe(e)}")
+        return result
+
     async def workers(self) -> WorkersResult:
         """``--workers 2`` against one worker: HTTP calls/s with 16 in flight, CPU and latency."""
         print("measuring --workers over HTTP (1 and 2 workers interleaved) ...", file=sys.stderr)
@@ -176,6 +194,7 @@ class Report:
     landlock: Row | None = None
     jobs: JobsResult | None = None
     workers: WorkersResult | None = None
+    startup: StartupResult | None = None
 
 
 async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, str], log_dir: Path) -> Report:
@@ -205,6 +224,8 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
     else:
         speed_rows.append((other, theirs.echo, "legacy"))  # an mcp 1.x server: legacy handshake only
     try:
+        # First, while no other server of ours runs and no sandbox of ours is being torn down.
+        startup = await bench.startup(exe, theirs.name if theirs else COMPETITOR)
         try:
             with trio.fail_after(SECTION_TIMEOUT_S * len(rows)):
                 await bench.speed(floor, speed_rows)
@@ -220,7 +241,7 @@ async def run_all(plan: Plan, raised_cap: bool, competitor: tuple[Path | None, s
         killed = kill_all_with(tag)
         if killed:
             print(f"killed {killed} process(es) that timed-out commands left behind", file=sys.stderr)
-    return Report(floor, legacy, other, rows, unboxed, landlock, jobs, workers)
+    return Report(floor, legacy, other, rows, unboxed, landlock, jobs, workers, startup)
 
 
 # --------------------------------------------------------------------------- report
@@ -323,12 +344,16 @@ def verdicts(report: Report) -> list[str]:
     if report.ours.leftovers is not None:
         left = report.ours.leftovers
         out.append(f"trio-exec processes left after a timeout: {left}  target 0  {verdict(left == 0)}")
+    if report.startup is not None:
+        out += startup_verdicts(report.startup)
     return out
 
 
 def render(report: Report, plan: Plan, header: list[str], log_dir: Path) -> str:
     calls = f"{plan.sequential} sequential calls after {plan.warmup} warm-up calls"
     out = ["", *header, f"{calls}; {plan.concurrent} calls {IN_FLIGHT} at a time", "", table(report.rows), ""]
+    if report.startup is not None:
+        out += [*startup_lines(report.startup), ""]
     out += verdicts(report)
     if report.workers is not None:
         out += ["", *workers_lines(report.workers)]
@@ -347,7 +372,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer calls, no 64 MiB-cap run (a smoke test)")
     args = parser.parse_args()
     if args.quick:
-        plan = Plan(warmup=20, sequential=60, concurrent=100, rounds=3)
+        plan = Plan(warmup=20, sequential=60, concurrent=100, rounds=3, starts=3)
     else:
         plan = Plan(warmup=20, sequential=300, concurrent=400, rounds=5)
     header = machine()
