@@ -33,6 +33,7 @@ def test_serving_on_stdio_imports_no_network_transport_nor_the_supervisor() -> N
     network = {"hypercorn", "trio_websocket", "wsproto", "trio_exec.transports.http",
                "trio_exec.transports.websocket", "trio_exec.transports.gate", "trio_exec.workers"}  # fmt: skip
     assert not modules & network
+    assert "jsonschema" not in modules  # the argument checks are built at the first call
 
 
 def test_dry_run_imports_neither_trio_nor_the_sdk_nor_the_call_checks() -> None:

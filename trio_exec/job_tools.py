@@ -10,11 +10,11 @@ reaches its own jobs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import jsonschema
 import mcp_types as types
 import trio
 from mcp.server.context import ServerRequestContext
@@ -28,6 +28,8 @@ from trio_exec.results import ERROR_SCHEMA, JOB_SCHEMA, call_result, error_dict,
 from trio_exec.tools.arguments import check_finite, check_schema
 
 if TYPE_CHECKING:
+    import jsonschema
+
     from trio_exec.server import Service
 
 OUTPUT, CANCEL, LIST = "job_output", "job_cancel", "job_list"
@@ -253,7 +255,14 @@ _ANNOTATIONS = {
     ),
     LIST: types.ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
 }
-_VALIDATORS = {name: jsonschema.Draft202012Validator(schema) for name, schema in INPUT_SCHEMAS.items()}
+
+
+@functools.cache
+def _validator(name: str) -> jsonschema.protocols.Validator:
+    """A job tool's schema validator, built at its first call (jsonschema costs ~20 ms of start-up)."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(INPUT_SCHEMAS[name])
 
 
 def published(max_output_bytes: int, max_wait_s: float) -> list[types.Tool]:
@@ -283,7 +292,7 @@ async def call(
             raise Internal("the audit log cannot be written and this server runs no call unaudited; retry later")
         service.guards.check_rate(client, trio.current_time())
         check_finite(arguments)
-        check_schema(name, _VALIDATORS[name], arguments)
+        check_schema(name, _validator(name), arguments)
         if name == OUTPUT:
             return await _output(service, ctx, arguments, client)
         if name == CANCEL:
