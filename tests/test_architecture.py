@@ -50,7 +50,8 @@ KNOWN = {
     ("spawns", "sandbox"): "start-up probes (bwrap --version, a test sandbox): move them behind the runner",
     # No public accessor exists for these; the tests that would see a change: test_websocket_e2e (the Host
     # rule), test_http_sessions_e2e (the session count in /health and the 503 at --max-sessions).
-    ("private attribute", "transports.websocket"): "request._event.host: wsproto drops Host from the headers",
+    ("private attribute", "transports.websocket"): "request._event.host: wsproto drops Host from the headers; "
+    "ws._send(TextMessage(..., message_finished=False)): trio-websocket sends no fragments publicly",
     ("private attribute", "transports.http"): "the SDK session manager's _server_instances: the open sessions",
 }
 PUBLIC_UNDERSCORED = {("os", "_exit")}

@@ -15,6 +15,7 @@ import trio_websocket
 from tests.harness import serving
 from tests.malformed import CASES, INITIALIZED, echo_call
 from tests.netserver import run_server
+from tests.test_execution_e2e import peak_rss_kib
 
 # trio-websocket's *client* leaves its socket to the garbage collector when a handshake is
 # rejected; the warning lands in whichever test collects it. The server is another process.
@@ -174,6 +175,22 @@ async def test_malformed_input_is_answered_and_the_session_goes_on(
         after = await _reply(ws)  # a notification's reply would arrive here first
     assert after["id"] == "after"
     assert after["result"]["structuredContent"]["stdout"] == "still here\n"
+
+
+async def test_a_large_reply_comes_in_fragments_of_one_message_and_the_server_stays_small() -> None:
+    size = 20 * 1024 * 1024  # NULs: a 126 MB JSON message (six bytes each); sent whole, the server peaked at 650 MB
+    args = ["--transport", "websocket", "--max-output-bytes", "67108864", "--cmd", f'zeros|"head -c {size} /dev/zero"']
+    call = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "zeros", "arguments": {}}}
+    async with (
+        run_server(*args) as server,
+        trio_websocket.open_websocket_url(server.url, subprotocols=["mcp"], max_message_size=1 << 28) as ws,
+    ):
+        await rpc(ws, INIT)
+        await rpc(ws, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        answer = await rpc(ws, call)
+        peak_kib = peak_rss_kib(server.proc.pid)
+    assert answer["result"]["structuredContent"]["stdout"] == "\x00" * size
+    assert peak_kib < 200 * 1024, f"server peak RSS {peak_kib} KiB"
 
 
 async def test_a_message_over_the_size_limit_closes_the_connection() -> None:
