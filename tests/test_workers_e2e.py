@@ -6,9 +6,11 @@ MCP client over real sockets; the processes signalled are the ones these tests s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -22,7 +24,7 @@ import pytest
 import trio
 import trio_websocket
 
-from tests.conftest import processes_with
+from tests.conftest import PY_VIEW, processes_with, until_gone
 from tests.netserver import Running, run_server
 from tests.test_http_e2e import ECHO, HTTP, client, slow_tool
 from trio_exec.audit import Audit
@@ -100,6 +102,52 @@ async def test_a_killed_worker_is_replaced_and_the_port_keeps_serving(tmp_path: 
     calls = [r for r in records if r["event"] == "call"]
     assert len(calls) == 10
     assert {r["worker"] for r in calls} <= {0, 1}  # each record says which worker ran the call
+
+
+def ancestors(pid: int) -> list[int]:
+    """``pid``'s parent, its parent's parent, ... up to init."""
+    chain = []
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(") ", 1)[1].split()[1])
+        chain.append(pid)
+    return chain
+
+
+@pytest.mark.parametrize("layer", ["bwrap", "landlock"])
+async def test_the_commands_of_a_killed_worker_die_with_it(tmp_path: Path, layer: str) -> None:
+    """Whether the sandbox's die-with-parent fires (bwrap, once it runs) or not (Landlock; or a worker killed in
+    the first moment of a spawn), the supervisor is the orphans' subreaper, and kills them."""
+    if layer == "bwrap" and shutil.which("bwrap") is None and not os.environ.get("CI"):
+        pytest.skip("bubblewrap is not installed")
+    marker = f"m-{uuid.uuid4().hex}"
+    config = tmp_path / "family.toml"
+    code = (  # a child that sleeps, and a grandchild that would outlive it: both carry the marker
+        "import subprocess, sys, time; "
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', sys.argv[1]]); time.sleep(300)"
+    )
+    config.write_text(f"[tools.slow]\ntemplate = {json.dumps(f'{sys.executable} -c {json.dumps(code)} {marker}')}\n")
+    args = [*HTTP, "--allow-dangerous", "--config", str(config), *WORKERS, *PY_VIEW, "--sandbox", layer]
+    async with run_server(*args) as server:
+        workers = pids(await health(server))
+        headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-06-18"}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "arguments": {}}}
+        async with httpx2.AsyncClient(headers=headers, timeout=60) as h, trio.open_nursery() as nursery:
+
+            async def call() -> None:
+                with contextlib.suppress(httpx2.HTTPError):  # its worker is killed under it
+                    await h.post(server.url, json=body)
+
+            nursery.start_soon(call)
+            with trio.fail_after(20):
+                while len(running := processes_with(marker)) < 2:  # noqa: ASYNC110 - polling another process
+                    await trio.sleep(0.02)
+            (owner,) = set(ancestors(running[0])) & set(workers)
+            os.kill(owner, signal.SIGKILL)
+            await until_gone(marker, within_s=5)
+            nursery.cancel_scope.cancel()
+        async with client(server.url) as c:  # and the port goes on serving
+            assert (await c.list_tools()).tools
 
 
 async def test_sigterm_drains_every_worker_and_a_running_call_finishes(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import trio
@@ -205,8 +205,8 @@ class Child:
             self._pidfd = None
 
 
-def _orphans() -> list[int]:
-    """Processes re-parented to this server (a subreaper) that it did not start itself."""
+def _orphans(spared: Collection[int] = ()) -> list[int]:
+    """Processes re-parented to this server (a subreaper) that it did not start itself, but for ``spared``."""
     found: set[int] = set()
     for task in os.listdir("/proc/self/task"):  # any thread of ours may be an orphan's new parent
         try:
@@ -214,19 +214,20 @@ def _orphans() -> list[int]:
                 found.update(int(pid) for pid in f.read().split())
         except OSError:
             continue
-    return sorted(found - _LIVE)
+    return sorted(found - _LIVE - set(spared))
 
 
-async def kill_orphans() -> None:
+async def kill_orphans(spared: Collection[int] = ()) -> None:
     """SIGKILL and reap every orphan (and the orphans their deaths make).
 
     An orphan is a command's descendant whose parent exited: a daemon that called ``setsid`` is one, and so
     is the PID 1 of a bwrap sandbox whose outer bwrap was killed before that PID 1 set ``PR_SET_PDEATHSIG``
     (killing it ends its whole PID namespace). As their subreaper, the server is their parent, so their
-    pids stay theirs until reaped here. Another call's orphans go too: no orphan is ever legitimate.
+    pids stay theirs until reaped here. Another call's orphans go too: no orphan is ever legitimate. ``spared``:
+    children of ours started otherwise (the ``--workers`` supervisor's workers).
     """
     for _ in range(16):  # each round's deaths re-parent their children to us
-        found = _orphans()
+        found = _orphans(spared)
         if not found:
             return
         for pid in found:

@@ -39,6 +39,8 @@ from loguru import logger
 from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import WORKER_ENV, Settings
 from trio_exec.errors import ConfigError
+from trio_exec.procfs import set_subreaper
+from trio_exec.runner import kill_orphans
 
 START_TIMEOUT_S = 60.0  # a worker that does not serve this long after its start is killed and replaced
 QUICK_EXIT_S = 5.0  # a worker that dies sooner than this after its start is replaced after a growing pause
@@ -183,6 +185,7 @@ class Supervisor:
     code: int = 0
     url: str = ""
     _changed: trio.Event = attrs.Factory(trio.Event)
+    _spawning: trio.Lock = attrs.Factory(trio.Lock)  # a worker's start and the orphan sweep never overlap
 
     async def run(self) -> int:
         async with trio.open_nursery() as nursery:
@@ -209,6 +212,7 @@ class Supervisor:
         while not self.stopping.is_set():
             started = trio.current_time()
             code, served = await self._run_once(slot)
+            await self._sweep()
             if self.stopping.is_set():
                 if code not in (0, -signal.SIGTERM):
                     self.code = self.code or 1
@@ -235,17 +239,18 @@ class Supervisor:
     async def _run_once(self, slot: _Slot) -> tuple[int, bool]:
         """One worker process on the slot's socket, to its end: (its exit status, whether it served)."""
         fd = slot.sock.fileno()
-        process = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "trio_exec"],
-            stdin=subprocess.PIPE,  # the control pipe, both ways
-            stdout=subprocess.PIPE,
-            env={**self.environ, WORKER_ENV: str(fd)},
-            pass_fds=(fd,),
-            start_new_session=True,  # a terminal's Ctrl-C reaches it only through us, once
-        )
+        async with self._spawning:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "trio_exec"],
+                stdin=subprocess.PIPE,  # the control pipe, both ways
+                stdout=subprocess.PIPE,
+                env={**self.environ, WORKER_ENV: str(fd)},
+                pass_fds=(fd,),
+                start_new_session=True,  # a terminal's Ctrl-C reaches it only through us, once
+            )
+            slot.process, slot.state = process, "starting"
         assert process.stdin is not None  # noqa: S101 - asked for above
         assert process.stdout is not None  # noqa: S101
-        slot.process, slot.state = process, "starting"
         slot.since = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._changed.set()
         served = False
@@ -284,6 +289,12 @@ class Supervisor:
         await process.stdin.aclose()
         await process.stdout.aclose()
         return process.returncode or 0, served
+
+    async def _sweep(self) -> None:
+        """Kill what a dead worker left: its commands, re-parented to us (a subreaper), whatever the sandbox."""
+        async with self._spawning:
+            live = [s.process.pid for s in self.slots if s.process is not None and s.process.returncode is None]
+            await kill_orphans(spared=live)
 
     def _stop(self) -> None:
         """No worker is replaced from now on; every running one is asked to drain.
@@ -344,6 +355,7 @@ def supervise(settings: Settings, argv: Sequence[str], environ: Mapping[str, str
     secrets = [s.network.auth_token] if s.network.auth_token else []
     setup_logging(s.log.level, s.log.format, secrets)
     count = s.network.workers
+    set_subreaper()  # a dead worker's commands come to us, and die (Supervisor._sweep)
     sockets = listening_sockets(s.network.bind, count, s.network.backlog, s.network.write_timeout_s)
     audit = Audit(s.log.audit_log, s.log.audit_rotate, secrets, fail=s.log.audit_fail)
     logger.info("trio-exec supervisor (pid {}) starting {} workers on {}", os.getpid(), count, s.network.bind)

@@ -67,9 +67,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # memory through /proc/<pid>/mem, nor our fds or environment: the kernel refuses a non-dumpable process.
     procfs.set_dumpable(False)
     memory.return_large_blocks(environ)  # a burst of large results must not leave the server big for good
-    from trio_exec import runner  # trio: only when serving
-
-    runner.adopt_orphans()  # what leaves a call's process group is re-parented to us, and killed when the call ends
     # Commands run as our user and could read /proc/<server pid>/{environ,cmdline}: blank every value there
     # but a few that are no secret and that C code may still read (SECURITY.md lists them).
     procfs.scrub_environment(lambda name: not procfs.kept_in_environ(name))
@@ -82,6 +79,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         except ConfigError as e:
             print(f"trio-exec: error: {e.message}", file=sys.stderr)
             return 2
+    from trio_exec import runner  # trio: only when serving
+
+    runner.adopt_orphans()  # what leaves a call's process group is re-parented to us, and killed when the call ends
     from trio_exec.startup import deferred_model_builds
 
     with deferred_model_builds():  # the MCP SDK is slow to import: only when serving, and its types built lazily
