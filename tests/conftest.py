@@ -56,6 +56,14 @@ def assert_gone(marker: str, within_s: float = 5.0) -> None:
     assert left == [], f"processes survived: {[(pid, _describe(pid)) for pid in left]}"
 
 
+async def until_running(marker: str, count: int = 1, within_s: float = 20.0) -> list[int]:
+    """The pids carrying ``marker`` once at least ``count`` run (a command really started; no event says so)."""
+    with trio.fail_after(within_s):
+        while len(found := processes_with(marker)) < count:  # noqa: ASYNC110 - polling other processes
+            await trio.sleep(0.02)
+    return found
+
+
 async def until_gone(marker: str, within_s: float = 5.0) -> None:
     """``assert_gone`` without blocking the event loop (the client may still have messages to send)."""
     await trio.to_thread.run_sync(assert_gone, marker, within_s)

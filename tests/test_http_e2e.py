@@ -21,7 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from trio.testing import MockClock
 
-from tests.conftest import processes_with, until_gone
+from tests.conftest import until_gone, until_running
 from tests.harness import serving
 from tests.netserver import run_server
 
@@ -309,9 +309,7 @@ async def test_sigterm_lets_a_running_call_finish_within_the_grace(tmp_path: Pat
                 results.append(await c.call_tool("slow", {}))
 
             nursery.start_soon(call)
-            with trio.fail_after(20):
-                while not processes_with(marker):  # noqa: ASYNC110 - polling another process
-                    await trio.sleep(0.02)
+            await until_running(marker)
             server.proc.send_signal(signal.SIGTERM)
             async with httpx2.AsyncClient() as h:
                 with trio.fail_after(10):
@@ -344,9 +342,7 @@ async def test_stopping_cancels_calls_that_outlast_the_grace_and_kills_them(
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(doomed_call)
-            with trio.fail_after(20):
-                while not processes_with(marker):  # noqa: ASYNC110 - polling another process
-                    await trio.sleep(0.02)
+            await until_running(marker)
             server.stopping.set()  # what SIGTERM does (test_server_e2e sends the real signal)
             await trio.testing.wait_all_tasks_blocked()
             assert not server.done.is_set()  # the call still has its grace

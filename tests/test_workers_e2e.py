@@ -24,7 +24,7 @@ import pytest
 import trio
 import trio_websocket
 
-from tests.conftest import PY_VIEW, processes_with, until_gone
+from tests.conftest import PY_VIEW, until_gone, until_running
 from tests.netserver import Running, run_server
 from tests.test_http_e2e import ECHO, HTTP, client, slow_tool
 from trio_exec.audit import Audit
@@ -139,9 +139,7 @@ async def test_the_commands_of_a_killed_worker_die_with_it(tmp_path: Path, layer
                     await h.post(server.url, json=body)
 
             nursery.start_soon(call)
-            with trio.fail_after(20):
-                while len(running := processes_with(marker)) < 2:  # noqa: ASYNC110 - polling another process
-                    await trio.sleep(0.02)
+            running = await until_running(marker, count=2)
             (owner,) = set(ancestors(running[0])) & set(workers)
             os.kill(owner, signal.SIGKILL)
             await until_gone(marker, within_s=5)
@@ -163,9 +161,7 @@ async def test_sigterm_drains_every_worker_and_a_running_call_finishes(tmp_path:
                 results.append(await c.call_tool("slow", {}))
 
             nursery.start_soon(call)
-            with trio.fail_after(20):
-                while not processes_with(marker):  # noqa: ASYNC110 - polling another process
-                    await trio.sleep(0.02)
+            await until_running(marker)
             server.proc.send_signal(signal.SIGTERM)
         with trio.fail_after(30):
             code = await server.proc.wait()
