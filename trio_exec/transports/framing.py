@@ -53,9 +53,14 @@ def encode_parts(message: SessionMessage) -> Iterator[bytes]:
     if not isinstance(reply, types.JSONRPCResponse) or not _holds_large(reply.result):
         yield encode(message)
         return
-    yield b'{"jsonrpc":"2.0","id":' + pydantic_core.to_json(reply.id) + b',"result":'
+    yield b'{"jsonrpc":"2.0","id":' + _json(reply.id) + b',"result":'
     yield from _parts(reply.result)
     yield b"}"
+
+
+def _json(value: Any) -> bytes:
+    """``value`` as ``encode`` serializes it inside a message (the adapter's defaults: inf and NaN as null)."""
+    return pydantic_core.to_json(value, inf_nan_mode="null")
 
 
 def _holds_large(value: Any) -> bool:
@@ -70,15 +75,15 @@ def _holds_large(value: Any) -> bool:
 
 def _parts(value: Any) -> Iterator[bytes]:
     if not _holds_large(value):
-        yield pydantic_core.to_json(value)
+        yield _json(value)
     elif isinstance(value, str):
         yield b'"'
         for start in range(0, len(value), SLICE):
-            yield pydantic_core.to_json(value[start : start + SLICE])[1:-1]
+            yield _json(value[start : start + SLICE])[1:-1]
         yield b'"'
     elif isinstance(value, dict):
         for i, (key, item) in enumerate(value.items()):
-            yield (b"{" if i == 0 else b",") + pydantic_core.to_json(key) + b":"
+            yield (b"{" if i == 0 else b",") + _json(key) + b":"
             yield from _parts(item)
         yield b"}"
     else:
