@@ -7,8 +7,7 @@ Read from the source with ``ast`` (no import runs). The contracts:
   server, the app, the CLI or the transports;
 - **data** (config, errors) imports nothing of the package but errors and the **vocabulary** (values, regexes,
   text, paths), which imports only itself;
-- only the **runner** starts processes (``subprocess``, ``os.system``/``popen``/``exec*``/``spawn*``/``fork``), and
-  the **workers** supervisor its copies of the server (``--workers``);
+- only the **runner** starts processes (``subprocess``, ``os.system``/``popen``/``exec*``/``spawn*``/``fork``);
 - only the **CLI** reads the process environment (``os.environ``, ``os.getenv``);
 - nothing reaches into another object's private attributes (``x._name``, ``getattr(x, "_name")``; ``self``
   and ``cls`` are one's own, ``os._exit`` is public API): a library's privates change without notice;
@@ -45,7 +44,6 @@ EDGES = {
 SPAWNING = {"system", "popen", "fork", "forkpty", "posix_spawn", "posix_spawnp"} | {
     f"{verb}{suffix}" for verb in ("exec", "spawn") for suffix in ("l", "le", "lp", "lpe", "v", "ve", "vp", "vpe")
 }
-SPAWNERS = {"runner", "workers"}  # commands; copies of the server itself (--workers), never a command
 KNOWN = {
     ("spawns", "sandbox"): "start-up probes (bwrap --version, a test sandbox): move them behind the runner",
     # No public accessor exists for these; the tests that would see a change: test_websocket_e2e (the Host
@@ -121,7 +119,7 @@ def breaks(name: str, tree: ast.Module) -> Iterator[tuple[str, str]]:
         allowed = VOCABULARY | ({"errors"} if name in DATA else set())
         for what in sorted((top & own) - allowed):
             yield "data or vocabulary imports the core", what
-    if name not in SPAWNERS and ("subprocess" in top or any(_is_os_attribute(n, SPAWNING) for n in ast.walk(tree))):
+    if name != "runner" and ("subprocess" in top or any(_is_os_attribute(n, SPAWNING) for n in ast.walk(tree))):
         yield "spawns", name
     if name != "cli" and any(_is_os_attribute(n, {"environ", "getenv", "environb", "getenvb"}) for n in ast.walk(tree)):
         yield "reads the environment", name

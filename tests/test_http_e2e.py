@@ -273,13 +273,19 @@ async def test_a_root_path_prefix_serves_mcp_and_health_under_it() -> None:
     assert result.structured_content["stdout"] == "prefixed\n"
 
 
-async def test_tls_with_certfile_and_keyfile(tmp_path: Path) -> None:
+async def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files in ``tmp_path``), made by openssl."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     await trio.run_process(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
          "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
         capture_stdout=True, capture_stderr=True,
     )  # fmt: skip
+    return cert, key
+
+
+async def test_tls_with_certfile_and_keyfile(tmp_path: Path) -> None:
+    cert, key = await self_signed(tmp_path)
     async with serving(*HTTP, *ECHO, "--certfile", str(cert), "--keyfile", str(key)) as server:
         assert server.url.startswith("https://")
         async with client(server.url, verify=ssl.create_default_context(cafile=str(cert))) as c:

@@ -26,7 +26,7 @@ import trio_websocket
 
 from tests.conftest import PY_VIEW, until_gone, until_running
 from tests.netserver import Running, run_server
-from tests.test_http_e2e import ECHO, HTTP, client, slow_tool
+from tests.test_http_e2e import ECHO, HTTP, client, self_signed, slow_tool
 from trio_exec.audit import Audit
 from trio_exec.cli import load_settings, main
 
@@ -208,12 +208,7 @@ async def test_websocket_sessions_are_served_by_workers() -> None:
 
 
 async def test_workers_serve_tls_on_the_supervisors_sockets(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    await trio.run_process(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        capture_stdout=True, capture_stderr=True,
-    )  # fmt: skip
+    cert, key = await self_signed(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     async with run_server(*HTTP, *ECHO, *WORKERS, "--certfile", str(cert), "--keyfile", str(key)) as server:
         assert server.url.startswith("https://")

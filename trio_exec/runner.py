@@ -25,7 +25,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -246,6 +246,17 @@ async def kill_orphans(spared: Collection[int] = ()) -> None:
             finally:
                 trio.lowlevel.notify_closing(pidfd)
                 os.close(pidfd)
+
+
+async def start_server_copy(argv: Sequence[str], *, env: Mapping[str, str], pass_fds: tuple[int, ...]) -> trio.Process:
+    """A copy of this server (a ``--workers`` worker), never a command: no sandbox and no limits, as the server
+    itself has none. Stdin and stdout are piped (its control channel); it runs in a session of its own, so a
+    terminal's Ctrl-C reaches it only through its supervisor. The supervisor waits for it (trio's pidfd) and
+    spares it in ``kill_orphans``."""
+    return await trio.lowlevel.open_process(
+        list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=dict(env), pass_fds=pass_fds,
+        start_new_session=True,
+    )  # fmt: skip
 
 
 def _popen(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:

@@ -2,9 +2,10 @@
 
 The supervisor (``supervise``: the process the operator started) binds one listening socket per worker on
 ``--bind`` with ``SO_REUSEPORT``, so the kernel spreads new connections over them, and starts each worker as
-``python -m trio_exec`` with its socket. It keeps the sockets: a worker that dies is replaced on the same socket,
-so the connections queued there meanwhile are served by its successor, not refused. The supervisor runs no
-command and imports neither the MCP SDK nor an HTTP stack.
+``python -m trio_exec`` with its socket (through ``runner.start_server_copy``: only the runner starts
+processes). It keeps the sockets: a worker that dies is replaced on the same socket, so the connections queued
+there meanwhile are served by its successor, not refused. The supervisor runs no command and imports neither
+the MCP SDK nor an HTTP stack.
 
 The control pipe is the worker's stdin and stdout (a network transport uses neither):
 - supervisor -> worker: one JSON line with the command line (so a token given with ``--auth-token`` is in no
@@ -25,7 +26,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -40,7 +40,7 @@ from trio_exec.audit import Audit, setup_logging
 from trio_exec.config import WORKER_ENV, Settings
 from trio_exec.errors import ConfigError
 from trio_exec.procfs import set_subreaper
-from trio_exec.runner import kill_orphans
+from trio_exec.runner import kill_orphans, start_server_copy
 
 START_TIMEOUT_S = 60.0  # a worker that does not serve this long after its start is killed and replaced
 QUICK_EXIT_S = 5.0  # a worker that dies sooner than this after its start is replaced after a growing pause
@@ -240,13 +240,8 @@ class Supervisor:
         """One worker process on the slot's socket, to its end: (its exit status, whether it served)."""
         fd = slot.sock.fileno()
         async with self._spawning:
-            process = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "trio_exec"],
-                stdin=subprocess.PIPE,  # the control pipe, both ways
-                stdout=subprocess.PIPE,
-                env={**self.environ, WORKER_ENV: str(fd)},
-                pass_fds=(fd,),
-                start_new_session=True,  # a terminal's Ctrl-C reaches it only through us, once
+            process = await start_server_copy(
+                [sys.executable, "-m", "trio_exec"], env={**self.environ, WORKER_ENV: str(fd)}, pass_fds=(fd,)
             )
             slot.process, slot.state = process, "starting"
         assert process.stdin is not None  # noqa: S101 - asked for above
